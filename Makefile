@@ -1,0 +1,41 @@
+# Two entry points: `make demo` and `make test`. Both create .venv if missing and are idempotent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: venv demo test bench bench-ingest-scale apt-lists clean
+
+venv: $(STAMP)
+
+# torch first (the local CPU build here, a CUDA build on GPU hosts), then gkd and its dependencies.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q "torch==$(TORCH_VERSION)"
+	$(PIP) install -q -e ".[test]"
+	touch $(STAMP)
+
+# apt's own package index with long descriptions (needs root and Debian's mirror); skipped when present.
+apt-lists:
+	@if ls /var/lib/apt/lists/*_Translation-en* >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get -qq -o Acquire::Languages=en update || echo "apt-get update failed: the debian source falls back to what is there"; \
+	else echo "no Translation-en and not root: the debian source will use short descriptions"; fi
+
+demo: venv apt-lists
+	$(VENV)/bin/gkd demo --config jobs/configs/debian.yaml
+
+test: venv apt-lists
+	$(PY) -m pytest -q tests
+
+bench: bench-ingest-scale
+
+bench-ingest-scale: venv
+	$(PY) -m gkd.bench.ingest_scale --config jobs/configs/synthetic_products.yaml --out bench/results/ingest_scale.json
+
+clean:
+	rm -rf $(VENV) runs

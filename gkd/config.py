@@ -1,0 +1,276 @@
+"""One pydantic model per stage, one YAML per experiment (`jobs/configs/*.yaml`).
+
+Unknown keys and bad values are rejected with the dotted key path and the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gkd.errors import ConfigError
+
+DEFAULT_APT_LISTS = "/var/lib/apt/lists"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+class ByoSource(Strict):
+    """Bring-your-own folder: nodes.parquet (node_id, text, label, [split]) + edges.parquet (src, dst)."""
+
+    kind: Literal["byo"] = "byo"
+    path: Path
+    directed: bool = False
+
+
+class DebianSource(Strict):
+    """apt's package index: Packages (nodes, Depends/Pre-Depends/Recommends edges, Section labels)."""
+
+    kind: Literal["debian"] = "debian"
+    lists_dir: Path = Path(DEFAULT_APT_LISTS)
+    # A package's text: its long description (Translation-en), or "short+long".
+    text: Literal["long", "short+long"] = "long"
+    edge_fields: list[Literal["Depends", "Pre-Depends", "Recommends", "Suggests"]] = [
+        "Depends",
+        "Pre-Depends",
+        "Recommends",
+    ]
+    # Sections with fewer packages become label -1 (unlabeled), so every class can be learnt.
+    min_class_size: int = Field(60, ge=1)
+    # Keep only the first N packages (sorted by name) — for tests and tiny demos. None = all.
+    max_nodes: int | None = Field(None, ge=1)
+
+
+class SyntheticSource(Strict):
+    """Seeded stochastic-block TAG with class-bound vocabulary, generated shard-parallel on Ray Data."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    num_nodes: int = Field(10_000, ge=2)
+    num_edges: int = Field(100_000, ge=1)
+    num_classes: int = Field(10, ge=2)
+    # Probability that an edge's far end is drawn from the near end's class.
+    homophily: float = Field(0.8, ge=0.0, le=1.0)
+    # Degree skew: far ends are drawn with probability ~ rank^-degree_skew (0 = uniform).
+    degree_skew: float = Field(0.5, ge=0.0, le=2.0)
+    words_per_node: int = Field(24, ge=1)
+    vocab_size: int = Field(5_000, ge=100)
+    # Fraction of a node's words drawn from its class vocabulary (the rest are background words).
+    class_word_fraction: float = Field(0.3, ge=0.0, le=1.0)
+    num_shards: int = Field(8, ge=1)
+    seed: int = 0
+
+
+class OgbnProductsSource(Strict):
+    """OGB raw ogbn-products (csv.gz) + Amazon-3M trn.json/tst.json joined through nodeidx2asin."""
+
+    kind: Literal["ogbn-products"] = "ogbn-products"
+    root: Path  # the folder holding raw/, split/, mapping/
+    amazon_dir: Path | None = None  # holds trn.json(.gz), tst.json(.gz); default <root>/Amazon-3M.raw
+
+
+class OgbnArxivSource(Strict):
+    """OGB raw ogbn-arxiv (csv.gz) + titleabs.tsv(.gz) (a gzipped tar, see FORMATS.md)."""
+
+    kind: Literal["ogbn-arxiv"] = "ogbn-arxiv"
+    root: Path
+    titleabs: Path | None = None  # default <root>/titleabs.tsv.gz or <root>/titleabs.tsv
+
+
+class CoraSource(Strict):
+    """TAPE's raw-text Cora: cora.content, cora.cites, mccallum/cora/{papers,extractions/}."""
+
+    kind: Literal["cora"] = "cora"
+    root: Path
+
+
+class PubmedSource(Strict):
+    """TAPE's raw-text PubMed: data/Pubmed-Diabetes.{NODE.paper,DIRECTED.cites}.tab + pubmed.json."""
+
+    kind: Literal["pubmed"] = "pubmed"
+    root: Path
+
+
+SourceConfig = Annotated[
+    Union[
+        ByoSource,
+        DebianSource,
+        SyntheticSource,
+        OgbnProductsSource,
+        OgbnArxivSource,
+        CoraSource,
+        PubmedSource,
+    ],
+    Field(discriminator="kind"),
+]
+SOURCE_KINDS = ["byo", "debian", "synthetic", "ogbn-products", "ogbn-arxiv", "cora", "pubmed"]
+
+
+# ----------------------------------------------------------------------------- ingest
+
+
+class SplitConfig(Strict):
+    """How splits are drawn for labelled nodes that have none (sources without official splits).
+
+    Per class (low-label regime, e.g. 20 train labels per class) or by fractions; the rest of the
+    labelled nodes go to test.
+    """
+
+    train_per_class: int | None = Field(20, ge=1)
+    val_per_class: int | None = Field(30, ge=0)
+    train_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    val_fraction: float | None = Field(None, ge=0.0, lt=1.0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> "SplitConfig":
+        if self.train_fraction is not None:
+            if self.val_fraction is None:
+                raise ValueError("train_fraction needs val_fraction too")
+            if self.train_fraction + self.val_fraction >= 1.0:
+                raise ValueError("train_fraction + val_fraction must be below 1 (the rest is test)")
+        elif self.train_per_class is None:
+            raise ValueError("set train_per_class (and val_per_class) or train_fraction/val_fraction")
+        return self
+
+    @property
+    def per_class(self) -> bool:
+        return self.train_fraction is None
+
+
+class EncoderConfig(Strict):
+    """Node-text encoder: 'minilm' (embedded all-MiniLM-L6-v2), 'hashing', or a sentence-transformers path/id."""
+
+    name: str = "minilm"
+    dim: int = Field(256, ge=8)  # only for 'hashing'; models report their own width
+    max_seq_length: int = Field(128, ge=8)  # tokens seen by a model encoder
+    batch_size: int = Field(256, ge=1)
+    num_actors: int = Field(2, ge=1)
+    num_cpus_per_actor: float = Field(1.0, gt=0)
+    num_gpus_per_actor: float = Field(0.0, ge=0)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    torch_threads: int | None = Field(1, ge=1)  # per actor; None = torch's default
+    dtype: Literal["float32", "float16"] = "float32"
+    # Content-hash cache of embeddings (resume + reuse); None = <workdir>/../.cache/features
+    cache_dir: Path | None = None
+    cache: bool = True
+
+
+class PartitionConfig(Strict):
+    """Optional METIS partition (pymetis); node shards then follow partition order."""
+
+    enabled: bool = False
+    num_parts: int = Field(8, ge=2)
+    seed: int = 0
+
+
+class IngestConfig(Strict):
+    source: SourceConfig = Field(default_factory=DebianSource)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    partition: PartitionConfig = Field(default_factory=PartitionConfig)
+    num_shards: int = Field(8, ge=1)  # node and edge Parquet shards
+    max_text_chars: int = Field(2000, ge=16)  # texts are cut here before storage and encoding
+    overwrite: bool = False
+
+
+class RayConfig(Strict):
+    """Where to run: address None joins RAY_ADDRESS if set, else starts a local cluster."""
+
+    address: str | None = None
+    num_cpus: int | None = Field(None, ge=1)  # local cluster only
+    object_store_memory_gib: float | None = Field(None, gt=0)  # local cluster only
+
+
+class ExperimentConfig(Strict):
+    name: str = Field("gkd", pattern=r"^[A-Za-z0-9_.-]+$")
+    workdir: Path = Path("runs/gkd")
+    ray: RayConfig = Field(default_factory=RayConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+
+    @property
+    def graph_dir(self) -> Path:
+        return self.workdir / "graph"
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def format_validation_error(err: ValidationError, where: str) -> str:
+    lines = [f"invalid config {where}:"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"] if not _is_union_tag(p)) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (remove it or check its spelling)"
+        lines.append(f"  {path}: {msg}")
+    return "\n".join(lines)
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the discriminator value (e.g. 'debian') into loc for tagged unions
+    return isinstance(part, str) and part in SOURCE_KINDS
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        child = node.get(k)
+        if child is None:
+            child = node[k] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted}: {k} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """'a.b=3' -> ('a.b', 3); the value is parsed as YAML (numbers, bools, lists, null)."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key.path=value")
+        key, raw = item.split("=", 1)
+        out.append((key.strip(), yaml.safe_load(raw)))
+    return out
+
+
+def build_config(data: dict | None, where: str = "", overrides: list[tuple[str, Any]] = ()) -> ExperimentConfig:
+    data = dict(data or {})
+    for key, value in overrides:
+        _set_dotted(data, key, value)
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, where or "(from code)")) from None
+
+
+def read_config_dict(path: str | Path) -> dict:
+    """The raw mapping in a YAML config file (validated later by build_config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[tuple[str, Any]] = ()) -> ExperimentConfig:
+    """Read one experiment YAML (None = embedded defaults) and apply dotted overrides."""
+    if path is None:
+        return build_config({}, "(defaults)", overrides)
+    return build_config(read_config_dict(path), str(path), overrides)

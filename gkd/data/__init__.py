@@ -1,0 +1,1 @@
+"""Graph data layer: sources -> canonical graph store (Parquet + CSR + features) -> TAG view."""

@@ -1,0 +1,41 @@
+"""Ray start-up and logging shared by the CLI and jobs/ entrypoints."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from gkd.config import RayConfig
+
+log = logging.getLogger("gkd")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def init_ray(cfg: RayConfig):
+    """Join cfg.address or $RAY_ADDRESS (as under `ray job submit`), else start a local cluster."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        log.info("joining Ray cluster at %s", address)
+        ray.init(address=address, log_to_driver=True)
+    else:
+        kwargs = {"include_dashboard": False}
+        if cfg.num_cpus:
+            kwargs["num_cpus"] = cfg.num_cpus
+        if cfg.object_store_memory_gib:
+            kwargs["object_store_memory"] = int(cfg.object_store_memory_gib * 2**30)
+        log.info("starting a local Ray cluster (%s)", kwargs)
+        ray.init(**kwargs)
+    return ray
