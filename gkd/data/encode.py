@@ -23,11 +23,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gkd.config import EncoderConfig
+from gkd.data.store import unique_sorted
 from gkd.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-HASH_BYTES = 16
+# Hex, not raw bytes: numpy's fixed-width bytes drop trailing NULs.
+HASH_CHARS = 32
+HASH_DTYPE = f"S{HASH_CHARS}"
 
 
 def embedded_minilm_path() -> Path:
@@ -72,7 +75,8 @@ class SentenceEncoder:
         self.model = SentenceTransformer(str(path), device=resolve_device(device))
         self.model.max_seq_length = max_seq_length
         self.batch_size = batch_size
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        dim_fn = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dim_fn())
 
     def encode(self, texts: list[str]) -> np.ndarray:
         emb = self.model.encode(
@@ -100,11 +104,11 @@ def encoder_id(cfg: EncoderConfig) -> str:
 
 
 def text_hashes(texts, enc_id: str) -> np.ndarray:
-    """(n,) texts -> (n,) |S16 sha1 prefixes of (encoder id, text)."""
+    """(n,) texts -> (n,) |S32 hex sha1 prefixes of (encoder id, text)."""
     prefix = enc_id.encode() + b"\x00"
     return np.array(
-        [hashlib.sha1(prefix + (t or "").encode("utf-8", "surrogatepass")).digest()[:HASH_BYTES] for t in texts],
-        dtype=f"S{HASH_BYTES}",
+        [hashlib.sha1(prefix + (t or "").encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS] for t in texts],
+        dtype=HASH_DTYPE,
     )
 
 
@@ -130,23 +134,23 @@ class FeatureCache:
         return sorted(self.dir.glob("part-*.parquet"))
 
     def known_hashes(self) -> np.ndarray:
-        """(m,) sorted unique |S16 hashes present in the cache."""
+        """(m,) sorted unique |S32 hashes present in the cache."""
         chunks = []
         for p in self.parts():
             try:
-                chunks.append(pq.read_table(p, columns=["hash"])["hash"].to_numpy(zero_copy_only=False))
+                chunks.append(_hashes(pq.read_table(p, columns=["hash"])))
             except Exception as err:  # a part cut by a kill: drop it, its rows are recomputed
                 log.warning("feature cache: dropping unreadable part %s (%s)", p, err)
                 p.unlink(missing_ok=True)
         if not chunks:
-            return np.array([], dtype=f"S{HASH_BYTES}")
-        return np.unique(np.concatenate(chunks).astype(f"S{HASH_BYTES}"))
+            return np.array([], dtype=HASH_DTYPE)
+        return unique_sorted(np.concatenate(chunks))
 
     def add(self, hashes: np.ndarray, emb: np.ndarray) -> None:
         d = emb.shape[1]
         table = pa.table(
             {
-                "hash": pa.array(list(hashes), type=pa.binary(HASH_BYTES)),
+                "hash": pa.array(hashes.astype(f"U{HASH_CHARS}"), type=pa.string()),
                 "emb": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), type=pa.float32()), d),
             }
         )
@@ -164,7 +168,7 @@ class FeatureCache:
         filled = np.zeros(len(hashes), dtype=bool)
         for p in self.parts():
             t = pq.read_table(p)
-            h = t["hash"].to_numpy(zero_copy_only=False).astype(f"S{HASH_BYTES}")
+            h = _hashes(t)
             emb = t["emb"].combine_chunks().flatten().to_numpy().reshape(len(h), -1)
             lo = np.searchsorted(want_sorted, h, side="left")
             hi = np.searchsorted(want_sorted, h, side="right")
@@ -180,8 +184,7 @@ class FeatureCache:
         if len(parts) <= 1:
             return
         t = pa.concat_tables([pq.read_table(p) for p in parts])
-        h = t["hash"].to_numpy(zero_copy_only=False).astype(f"S{HASH_BYTES}")
-        _, first = np.unique(h, return_index=True)
+        _, first = np.unique(_hashes(t), return_index=True)
         t = t.take(pa.array(np.sort(first)))
         name = f"part-{uuid.uuid4().hex}"
         tmp = self.dir / f".{name}.tmp"
@@ -189,6 +192,10 @@ class FeatureCache:
         os.replace(tmp, self.dir / f"{name}.parquet")
         for p in parts:
             p.unlink(missing_ok=True)
+
+
+def _hashes(table: pa.Table) -> np.ndarray:
+    return table["hash"].to_numpy(zero_copy_only=False).astype(HASH_DTYPE)
 
 
 def default_cache_dir() -> Path:

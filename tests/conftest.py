@@ -1,0 +1,21 @@
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _feature_cache(tmp_path_factory, monkeypatch):
+    """Every test session gets its own feature cache, never the user's ~/.cache/gkd."""
+    monkeypatch.setenv("GKD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "gkd-cache"))
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray cluster for the whole session (2 CPUs, no dashboard)."""
+    import ray
+
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

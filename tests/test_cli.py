@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from gkd.cli import main
+
+
+@pytest.mark.ray
+def test_ingest_prints_summary_then_validate_and_summary(ray_local, tmp_path, capsys):
+    out = tmp_path / "w"
+    rc = main(["ingest", "--source", "synthetic", "--out", str(out),
+               "--set", "ingest.source.num_nodes=500", "--set", "ingest.source.num_edges=2000",
+               "--set", "ingest.encoder.name=hashing", "--set", "ingest.encoder.dim=16", "--set", "ingest.num_shards=2"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "nodes            500" in text and "2,000 rows" in text and "label homophily" in text
+    assert main(["validate", str(out / "graph")]) == 0
+    assert "valid (500 nodes, 2,000 edges)" in capsys.readouterr().out
+    assert main(["summary", "--json", str(out / "graph")]) == 0
+    assert json.loads(capsys.readouterr().out)["source"]["kind"] == "synthetic"
+
+
+def test_config_error_exits_2_with_key_path(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ingest:\n  num_shards: -1\n")
+    assert main(["ingest", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "ingest.num_shards: Input should be greater than or equal to 1" in err
+
+
+def test_source_and_path_override(tmp_path, capsys):
+    assert main(["ingest", "--source", "cora", "--path", str(tmp_path / "nowhere"), "--out", str(tmp_path / "w")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_validate_missing_store(tmp_path, capsys):
+    assert main(["validate", str(tmp_path)]) == 2
+    assert "meta.json is missing" in capsys.readouterr().err
