@@ -35,7 +35,7 @@ test: venv apt-lists
 bench: bench-ingest-scale
 
 bench-ingest-scale: venv
-	$(PY) -m gkd.bench.ingest_scale --config jobs/configs/synthetic_products.yaml --out bench/results/ingest_scale.json
+	$(PY) -m gkd.bench.ingest_scale --config jobs/configs/synthetic_products.yaml --out bench/results/ingest_scale.json --workdir bench/work/ingest_scale
 
 clean:
 	rm -rf $(VENV) runs

@@ -132,7 +132,8 @@ def partition_graph(indptr: np.ndarray, indices: np.ndarray, cfg: PartitionConfi
     import pymetis
 
     opts = pymetis.Options(seed=cfg.seed)
-    cut, part = pymetis.part_graph(cfg.num_parts, xadj=indptr, adjncy=indices, options=opts)
+    adjacency = pymetis.CSRAdjacency(indptr, indices)
+    cut, part = pymetis.part_graph(cfg.num_parts, adjacency=adjacency, options=opts)
     return np.asarray(part, dtype=np.int32), int(cut)
 
 
