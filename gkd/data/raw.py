@@ -21,7 +21,9 @@ RAW_NODE_SCHEMA = pa.schema(
         ("key", pa.string()),  # the source's own id
         ("text", pa.string()),
         ("label", pa.int32()),  # class index, -1 = unknown
-        ("split", pa.string()),  # train/val/test/unlabeled, or null = draw with SplitConfig
+        # train/val/test/unlabeled, or null = draw with SplitConfig. 'unlabeled' on a node with a
+        # label (e.g. an OGB node outside the official split files) keeps it out of supervision.
+        ("split", pa.string()),
     ]
 )
 EDGE_SCHEMA = pa.schema([("src", pa.int64()), ("dst", pa.int64())])
