@@ -181,6 +181,70 @@ class IngestConfig(Strict):
     overwrite: bool = False
 
 
+# ----------------------------------------------------------------------------- teacher side
+
+
+class LLMConfig(Strict):
+    """The teacher LLM: the embedded SmolLM2-135M-Instruct, or any Hugging Face id / local dir."""
+
+    model: str = "smollm2-135m-instruct"  # embedded alias, HF id, or local directory
+    cache_dir: Path | None = None  # where the embedded model is unpacked; None = $GKD_CACHE_DIR/models
+    dtype: Literal["float32", "bfloat16"] = "float32"  # never fp16 on CPU
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    torch_threads: int | None = Field(1, ge=1)  # per actor / worker when several share a node
+
+
+class PromptConfig(Strict):
+    """Node-classification prompts: node text + sampled k-hop neighbour texts, within a token budget."""
+
+    hops: int = Field(2, ge=0, le=4)  # K: prompts hold hops 0..K; teacher features F_0..F_K
+    neighbors_per_hop: int = Field(4, ge=0)  # sampled neighbours shown per hop
+    max_tokens: int = Field(320, ge=32)  # whole prompt
+    node_tokens: int = Field(96, ge=8)  # the node's own text
+    neighbor_tokens: int = Field(32, ge=4)  # each neighbour's text
+    seed: int = 0
+
+
+class RationaleConfig(Strict):
+    """Pan et al. rationales streamed through LLM actors (Ray Data)."""
+
+    unlabeled_budget: int = Field(200, ge=0)  # nodes beyond the labelled train/val ones
+    splits: list[Literal["train", "val", "test", "unlabeled"]] = ["train", "val"]  # always covered
+    batch_size: int = Field(8, ge=1)
+    num_actors: int = Field(2, ge=1)
+    num_cpus_per_actor: float = Field(1.0, gt=0)
+    num_gpus_per_actor: float = Field(0.0, ge=0)
+    generate: bool = True  # also generate keywords / key neighbours / reason (JSON)
+    max_new_tokens: int = Field(96, ge=8)
+    seed: int = 0
+
+
+class TeacherConfig(Strict):
+    """LinguGKD instruction tuning on Ray Train + DeepSpeed, then per-hop teacher features."""
+
+    finetune: Literal["lora", "full"] = "lora"
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    lora_targets: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    num_cpus_per_worker: float = Field(1.0, gt=0)
+    epochs: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(4, ge=1)  # per worker
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_failures: int = Field(1, ge=0)
+    checkpoint_every: int = Field(50, ge=1)  # optimizer steps
+    train_budget: int | None = Field(None, ge=1)  # training prompts (None = every train node)
+    eval_budget: int = Field(300, ge=1)  # test nodes scored for zero-shot / tuned accuracy
+    feature_dim: int | None = Field(None, ge=8)  # project per-hop features (large teachers)
+    seed: int = 0
+
+
 class RayConfig(Strict):
     """Where to run: address None joins RAY_ADDRESS if set, else starts a local cluster."""
 
@@ -194,6 +258,10 @@ class ExperimentConfig(Strict):
     workdir: Path = Path("runs/gkd")
     ray: RayConfig = Field(default_factory=RayConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    rationale: RationaleConfig = Field(default_factory=RationaleConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
 
     @property
     def graph_dir(self) -> Path:

@@ -20,6 +20,19 @@ def setup_logging(level: str = "INFO") -> None:
     )
 
 
+def resolve_device(device: str, key: str) -> str:
+    """'auto' -> cuda when torch sees a GPU, else cpu; a cuda device without one is a config error at `key`."""
+    import torch
+
+    from gkd.errors import ConfigError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{key}={device} but torch sees no CUDA device; use auto or cpu")
+    return device
+
+
 def init_ray(cfg: RayConfig):
     """Join cfg.address or $RAY_ADDRESS (as under `ray job submit`), else start a local cluster."""
     import ray

