@@ -37,8 +37,9 @@ class TeacherReadout:
 
     def run(self, nodes: list[int]) -> dict:
         feats = []
+        per_node = [self.builder.hop_prompts(n) for n in nodes]  # neighbours sampled once per node
         for k in range(self.hops + 1):
-            prompts = [self.builder.classification_prompt(n, hops=k) for n in nodes]
+            prompts = [p[k] for p in per_node]
             if k == self.hops:
                 logp, h = score_prompts(self.model, self.tokenizer, prompts, self.cont_ids, self.device)
             else:

@@ -70,15 +70,16 @@ class RationaleGenerator:
         soft = soft_labels(logp)
         tokens = [len(self.tokenizer(p)["input_ids"]) for p in prefixes]
         rows = {k: [] for k in SCHEMA.names}
-        gens = self.generate(nodes) if self.cfg.generate else [None] * len(nodes)
+        requests = [self.builder.rationale_request(n) for n in nodes] if self.cfg.generate else []
+        gens = self.generate([r[0] for r in requests]) if self.cfg.generate else [None] * len(nodes)
         for i, node in enumerate(nodes):
             rows["node_id"].append(int(node))
             rows["soft"].append(soft[i].tolist())
             rows["pred"].append(int(soft[i].argmax()))
             text, n_tok = gens[i] if gens[i] is not None else ("", 0)
             if self.cfg.generate:
-                allowed = {int(v) for ring in self.builder.hop_neighbors(node) for v in ring}
-                parsed, problems = parse_rationale(text, self.class_names, allowed)
+                # only the neighbours the prompt listed can be named
+                parsed, problems = parse_rationale(text, self.class_names, {int(v) for v in requests[i][1]})
             else:
                 parsed, problems = {"label": -1, "keywords": [], "key_neighbors": [], "reason": "", "ok": False}, []
             rows["gen_label"].append(int(parsed["label"]))
@@ -91,9 +92,8 @@ class RationaleGenerator:
         return rows
 
     @torch.no_grad()
-    def generate(self, nodes: list[int]) -> list[tuple[str, int]]:
-        """Greedy JSON answers: (text, generated token count) per node."""
-        prompts = [self.builder.rationale_prompt(n) for n in nodes]
+    def generate(self, prompts: list[str]) -> list[tuple[str, int]]:
+        """Greedy JSON answers: (text, generated token count) per prompt."""
         self.tokenizer.padding_side = "left"
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         out = self.model.generate(**enc, max_new_tokens=self.cfg.max_new_tokens, do_sample=False,

@@ -1,0 +1,522 @@
+"""Prompts for every LLM stage: k-hop neighbour sampling, token budgets, LinguGKD instruction
+prompts, Pan et al. rationale requests, and a forgiving parser for the JSON the model writes back.
+
+Ray-free and model-free: numpy plus a Hugging Face tokenizer. Everything is deterministic for
+`PromptConfig.seed`: a node's neighbours come from `default_rng([seed, node])`, so prompts do not
+depend on call order, batch or worker.
+
+Token counts are what the scorers feed the model: `tokenizer(prompt)` (special tokens included)
+for the plain `### Instruction` prompts, `tokenizer(prompt, add_special_tokens=False)` for
+chat-templated rationale prompts (the template already holds its special tokens).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import re
+from typing import Callable, Collection, Sequence
+
+import numpy as np
+
+from gkd.config import PromptConfig
+from gkd.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ELLIPSIS = "…"
+MAX_EXPAND = 64  # ring nodes whose neighbours are read to grow the next ring
+MAX_FANIN = 64  # neighbours read per expanded node (a random subset beyond this)
+MAX_KEYWORDS = 5
+MAX_KEY_NEIGHBORS = 3
+MAX_REASON_CHARS = 300
+NEIGHBOR_SEP = " | "  # between neighbour texts on one classification-prompt line
+RATIONALE_JSON = (
+    '{"label": "<one class name>", "keywords": ["<up to 5 words from the node text>"], '
+    '"key_neighbors": [<ids of up to 3 listed neighbors>], "reason": "<one sentence>"}'
+)
+
+
+# ----------------------------------------------------------------------------- neighbours
+
+
+def _gather(indptr, indices, frontier: np.ndarray, max_fanin: int, rng: np.random.Generator) -> np.ndarray:
+    """Neighbours of `frontier` nodes, at most `max_fanin` (a random subset) per node."""
+    starts = np.asarray(indptr[frontier], dtype=np.int64)
+    deg = np.asarray(indptr[frontier + 1], dtype=np.int64) - starts
+    big = deg > max_fanin
+    lens = np.where(big, 0, deg)
+    pos = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+    parts = [np.asarray(indices[pos], dtype=np.int64)]
+    for s, d in zip(starts[big], deg[big]):
+        parts.append(np.asarray(indices[s + rng.choice(int(d), max_fanin, replace=False)], dtype=np.int64))
+    return np.concatenate(parts)
+
+
+def sample_hops(
+    indptr,
+    indices,
+    node: int,
+    hops: int,
+    per_hop: int,
+    rng: np.random.Generator,
+    max_expand: int = MAX_EXPAND,
+    max_fanin: int = MAX_FANIN,
+) -> list[list[int]]:
+    """Neighbours at exact hop distance 1..hops (BFS rings), each sampled to <= per_hop without replacement.
+
+    Ring 1 is the node's CSR row. Ring k+1 is grown from at most `max_expand` random ring-k nodes,
+    reading at most `max_fanin` random neighbours of each, so work per hop is bounded by
+    max_expand * max_fanin ids (plus one pass over the node's own row) whatever the degrees.
+    Rings are exact while they stay within those bounds. Beyond them (hubs) ring k+1 is a random
+    subset of the true ring, and once a ring was cut, a later ring may hold a node that is really
+    one hop nearer (it was in the unexplored part of the earlier ring).
+    """
+    if hops <= 0:
+        return []
+    if per_hop <= 0:
+        return [[] for _ in range(hops)]
+    node = int(node)
+    seen = np.array([node], dtype=np.int64)
+    ring = np.unique(np.asarray(indices[indptr[node] : indptr[node + 1]], dtype=np.int64))
+    ring = ring[ring != node]
+    out: list[list[int]] = []
+    for k in range(hops):
+        if len(ring) == 0:
+            break
+        take = rng.choice(len(ring), size=min(per_hop, len(ring)), replace=False)
+        out.append(ring[take].tolist())
+        if k == hops - 1:
+            break
+        seen = np.concatenate([seen, ring])
+        frontier = ring if len(ring) <= max_expand else ring[rng.choice(len(ring), max_expand, replace=False)]
+        cand = np.unique(_gather(indptr, indices, frontier, max_fanin, rng))
+        ring = cand[~np.isin(cand, seen)]
+    return out + [[] for _ in range(hops - len(out))]
+
+
+# ----------------------------------------------------------------------------- tokens
+
+
+def count_tokens(tokenizer, text: str, add_special_tokens: bool = True) -> int:
+    return len(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+
+def _truncate(tokenizer, text: str, n: int) -> tuple[str, int]:
+    """(text cut to n tokens + '…' if cut, approximate token count of the result)."""
+    if n <= 0:
+        return "", 0
+    try:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+    except (NotImplementedError, ValueError, TypeError):  # slow tokenizers have no offsets
+        enc, offsets = tokenizer(text, add_special_tokens=False), None
+    ids = enc["input_ids"]
+    if len(ids) <= n:
+        return text, len(ids)
+    if offsets is not None:
+        head = text[: offsets[n - 1][1]]
+    else:
+        head = tokenizer.decode(ids[:n], skip_special_tokens=True)
+    return head.rstrip() + ELLIPSIS, n + 1
+
+
+def truncate_tokens(tokenizer, text: str, n: int) -> str:
+    """`text` cut to its first n tokens (original characters kept), '…' appended when cut; n <= 0 -> ''."""
+    return _truncate(tokenizer, text, n)[0]
+
+
+def _clean(text) -> str:
+    """One line: None -> '', whitespace runs (newlines included) -> one space."""
+    return " ".join(str(text).split()) if text is not None else ""
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+class NodePromptBuilder:
+    """Prompts for one graph + tokenizer + PromptConfig; node ids are rows of the CSR (indptr, indices)."""
+
+    _CACHE_MAX = 65_536  # (node, token limit) -> (cut text, tokens); cleared when full
+
+    def __init__(self, tag_like, texts: Sequence[str], class_names: Sequence[str], tokenizer, cfg: PromptConfig):
+        if not class_names:
+            raise ConfigError("NodePromptBuilder: the graph has no class names; ingest a labelled graph")
+        self.indptr, self.indices = tag_like.indptr, tag_like.indices
+        self.texts = texts
+        self.class_names = [str(c) for c in class_names]
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.chat_template = bool(getattr(tokenizer, "chat_template", None))  # rationale prompts use it
+        self._cache: dict[tuple[int, int], tuple[str, int]] = {}
+        sep = "; " if any("," in c for c in self.class_names) else ", "
+        self._names = sep.join(self.class_names)
+        fixed = self._count_classification(self._render_classification("", []))
+        fixed_r = self._count_rationale(self._render_rationale("", []))
+        if fixed > cfg.max_tokens:
+            raise ConfigError(
+                f"prompt.max_tokens={cfg.max_tokens} is too small: the instruction with {len(self.class_names)} "
+                f"class names alone takes {fixed} tokens; raise prompt.max_tokens above {fixed + cfg.node_tokens}"
+            )
+        if fixed + cfg.node_tokens > cfg.max_tokens:
+            log.warning("prompt.max_tokens=%d leaves %d tokens for node text (prompt.node_tokens=%d)",
+                        cfg.max_tokens, cfg.max_tokens - fixed, cfg.node_tokens)
+        # Rationale prompts get the same room for node and neighbour text as classification prompts.
+        self.rationale_max_tokens = cfg.max_tokens + max(0, fixed_r - fixed)
+
+    # -- neighbours and texts
+
+    def hop_neighbors(self, node: int) -> list[list[int]]:
+        """cfg.hops rings of sampled neighbour ids (ring k = exact distance k+1), seeded per node."""
+        rng = np.random.default_rng([self.cfg.seed, int(node)])
+        return sample_hops(self.indptr, self.indices, node, self.cfg.hops, self.cfg.neighbors_per_hop, rng)
+
+    def _text(self, node: int, limit: int) -> tuple[str, int]:
+        key = (int(node), limit)
+        hit = self._cache.get(key)
+        if hit is None:
+            if len(self._cache) >= self._CACHE_MAX:
+                self._cache.clear()
+            text, n = _truncate(self.tokenizer, _clean(self.texts[node]), limit)
+            hit = self._cache[key] = (text or "(no text)", n)
+        return hit
+
+    # -- rendering (items: [(hop, node id, text)] nearest hop first)
+
+    def _render_classification(self, node_text: str, items: list) -> str:
+        lines = [f"Node: {node_text}"]
+        for hop in sorted({h for h, _, _ in items}):
+            lines.append(f"{hop}-hop neighbors: " + NEIGHBOR_SEP.join(t for h, _, t in items if h == hop))
+        task = f"Classify the node into one of these classes: {self._names}. Answer with the class name only."
+        return f"### Instruction:\n{task}\n\n### Input:\n" + "\n".join(lines) + "\n\n### Response:\n"
+
+    def _render_rationale(self, node_text: str, items: list) -> str:
+        lines = [
+            "Classify a node of a graph from its text and the texts of its neighbors.",
+            f"Classes: {self._names}.",
+            "",
+            f"Node: {node_text}",
+        ]
+        for hop in sorted({h for h, _, _ in items}):
+            lines.append(f"{hop}-hop neighbors:")
+            lines.extend(f"[id {v}] {t}" for h, v, t in items if h == hop)
+        lines += ["", "Reply with strictly this JSON and nothing else:", RATIONALE_JSON]
+        message = "\n".join(lines)
+        if self.chat_template:
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True
+            )
+        return f"### Instruction:\n{message}\n\n### Response:\n"
+
+    def _count_classification(self, prompt: str) -> int:
+        return count_tokens(self.tokenizer, prompt)
+
+    def _count_rationale(self, prompt: str) -> int:
+        return count_tokens(self.tokenizer, prompt, add_special_tokens=not self.chat_template)
+
+    def _fit(self, node: int, rings: list[list[int]], render: Callable, count: Callable, budget: int):
+        """(prompt, items kept): drop the farthest neighbours, then cut the node text, until <= budget tokens."""
+        node_text = self._text(node, self.cfg.node_tokens)[0]
+        items = [(h + 1, v, *self._text(v, self.cfg.neighbor_tokens)) for h, ring in enumerate(rings) for v in ring]
+        m = len(items)
+
+        def at(m):
+            p = render(node_text, [it[:3] for it in items[:m]])
+            return p, count(p)
+
+        prompt, n = at(m)
+        if n > budget and m:
+            excess = n - budget  # estimate from per-text counts, then correct exactly
+            while m and excess > 0:
+                m -= 1
+                excess -= items[m][3] + 1
+            prompt, n = at(m)
+            while n > budget and m:
+                m -= 1
+                prompt, n = at(m)
+            while n <= budget and m < len(items):  # the estimate dropped one too many
+                p2, n2 = at(m + 1)
+                if n2 > budget:
+                    break
+                m, prompt, n = m + 1, p2, n2
+        limit = self.cfg.node_tokens
+        raw = _clean(self.texts[node])
+        while n > budget and limit > 0:  # even the node text alone is too long
+            cur = self._text(node, limit)[1] if limit == self.cfg.node_tokens else limit + 1
+            limit = max(0, min(limit - 1, cur - (n - budget) - 1))
+            node_text = _truncate(self.tokenizer, raw, limit)[0]
+            prompt, n = at(m)
+        return prompt, [v for _, v, _, _ in items[:m]]
+
+    # -- LinguGKD
+
+    def classification_prompt(self, node: int, hops: int | None = None) -> str:
+        """Instruction prompt holding the node text and sampled neighbours of hops 1..hops (default cfg.hops)."""
+        k = self.cfg.hops if hops is None else hops
+        if not 0 <= k <= self.cfg.hops:
+            raise ValueError(f"hops must be in 0..prompt.hops={self.cfg.hops}, got {k}")
+        return self._classification(node, self.hop_neighbors(node)[:k])
+
+    def hop_prompts(self, node: int) -> list[str]:
+        """Classification prompts for hops 0..cfg.hops (LinguGKD's hierarchical teacher features F_0..F_K)."""
+        rings = self.hop_neighbors(node)
+        return [self._classification(node, rings[:k]) for k in range(self.cfg.hops + 1)]
+
+    def _classification(self, node: int, rings: list[list[int]]) -> str:
+        return self._fit(node, rings, self._render_classification, self._count_classification, self.cfg.max_tokens)[0]
+
+    def response(self, label: int) -> str:
+        """The target text for a label: its class name (the trainer appends eos)."""
+        if not 0 <= int(label) < len(self.class_names):
+            raise ValueError(f"label {label} is not a class index 0..{len(self.class_names) - 1}")
+        return self.class_names[int(label)]
+
+    def instruction_example(self, node: int, label: int) -> dict:
+        """{'prompt': K-hop classification prompt, 'response': class name}; loss on the response only."""
+        return {"prompt": self.classification_prompt(node), "response": self.response(label)}
+
+    def scoring_prefix(self, node: int) -> str:
+        """The K-hop classification prompt (ends in '### Response:\\n'); class_continuations() follow it."""
+        return self.classification_prompt(node)
+
+    def class_continuations(self) -> list[str]:
+        """Each class name + eos (what the tuned teacher emits), so no name scores as a prefix of another.
+
+        Without an eos token the terminator is '\\n'. Tokenize them with add_special_tokens=False.
+        """
+        end = self.tokenizer.eos_token or "\n"
+        return [name + end for name in self.class_names]
+
+    # -- Pan et al.
+
+    def rationale_request(self, node: int) -> tuple[str, list[int]]:
+        """(JSON-answer prompt, ids of the neighbours it lists): pass set(ids) to parse_rationale."""
+        return self._fit(node, self.hop_neighbors(node), self._render_rationale, self._count_rationale,
+                         self.rationale_max_tokens)
+
+    def rationale_prompt(self, node: int) -> str:
+        """JSON-answer prompt (chat template when the tokenizer has one), <= rationale_max_tokens tokens."""
+        return self.rationale_request(node)[0]
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+_STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', re.S)
+_BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_][\w-]*)(\s*:)")
+_PY_WORDS = {"true": "True", "false": "False", "null": "None"}
+_NAME_STRIP = " \t\r\n\"'`.,;:!?()[]{}<>*_"
+_MAX_CANDIDATES = 16  # '{' positions tried
+_MAX_SCAN = 8000  # characters scanned per candidate
+# answer keys after _norm_key (lower case, letters only), aliases included
+_LABEL_KEYS = ("label", "class", "category")
+_KEYWORD_KEYS = ("keywords", "keyword")
+_NEIGHBOR_KEYS = ("keyneighbors", "keyneighbours", "keyneighbor", "keyneighbour", "neighbors", "neighbours")
+_REASON_KEYS = ("reason", "rationale", "explanation")
+_ANSWER_KEYS = {*_LABEL_KEYS, *_KEYWORD_KEYS, *_NEIGHBOR_KEYS, *_REASON_KEYS}
+
+
+def _balanced(text: str, start: int) -> tuple[str, bool, list[int]]:
+    """(object text from text[start] == '{', closed by us?, top-level comma offsets)."""
+    stack, quote, esc, commas = [], None, False, []
+    end = min(len(text), start + _MAX_SCAN)
+    for i in range(start, end):
+        c = text[i]
+        if quote:
+            if esc:
+                esc = False
+            elif c == "\\":
+                esc = True
+            elif c == quote:
+                quote = None
+        elif c in "\"'":
+            quote = c
+        elif c in "{[":
+            stack.append("}" if c == "{" else "]")
+        elif c in "}]":
+            if not stack or stack[-1] != c:
+                return text[start : i + 1], False, commas  # mismatched: let the parsers reject it
+            stack.pop()
+            if not stack:
+                return text[start : i + 1], False, commas
+        elif c == "," and len(stack) == 1:
+            commas.append(i - start)
+    body = text[start:end] + (quote or "")  # cut off (max_new_tokens): close what is open
+    return body + "".join(reversed(stack)), True, commas
+
+
+def _pythonish(s: str) -> str:
+    """JSON-ish -> Python literal: true/false/null -> True/False/None, bare keys quoted (outside strings)."""
+    out, last = [], 0
+    for m in _STRING.finditer(s):
+        out.append(_fix_code(s[last : m.start()]))
+        out.append(m.group())
+        last = m.end()
+    out.append(_fix_code(s[last:]))
+    return "".join(out)
+
+
+def _fix_code(seg: str) -> str:
+    seg = re.sub(r"\b(true|false|null)\b", lambda m: _PY_WORDS[m.group(1)], seg)
+    return _BARE_KEY.sub(lambda m: f'{m.group(1)}"{m.group(2)}"{m.group(3)}', seg)
+
+
+def _loads(s: str):
+    """(object or None, lenient?): strict JSON, then trailing commas removed, then a Python literal."""
+    try:
+        return json.loads(s), False
+    except Exception:
+        pass
+    for attempt in (lambda: json.loads(re.sub(r",\s*([}\]])", r"\1", s)), lambda: ast.literal_eval(_pythonish(s))):
+        try:
+            return attempt(), True
+        except Exception:  # SyntaxError, ValueError, RecursionError, MemoryError, ...
+            continue
+    return None, True
+
+
+def _first_object(text: str) -> tuple[dict | None, bool]:
+    """First dict in `text` with a 'label' key (else the first with any answer key), and whether it was repaired."""
+    first = None
+    for n, m in enumerate(re.finditer(r"\{", text)):
+        if n >= _MAX_CANDIDATES:
+            break
+        body, cut, commas = _balanced(text, m.start())
+        obj, lenient = _loads(body)
+        if not isinstance(obj, dict) and cut:  # cut mid-member: drop the partial member
+            for c in reversed(commas[-4:]):
+                obj, _ = _loads(body[:c] + "}")
+                if isinstance(obj, dict):
+                    break
+        keys = {_norm_key(k) for k in obj} if isinstance(obj, dict) else set()
+        if keys & set(_LABEL_KEYS):
+            return obj, lenient or cut
+        if first is None and keys & _ANSWER_KEYS:
+            first = (obj, lenient or cut)
+    return first if first else (None, False)
+
+
+def _norm_key(key) -> str:
+    return re.sub(r"[^a-z]", "", str(key).lower())
+
+
+def _norm_name(name) -> str:
+    return " ".join(str(name).strip(_NAME_STRIP).lower().split())
+
+
+def _pick(fields: dict, *names: str):
+    for n in names:
+        if n in fields:
+            return fields[n]
+    return None
+
+
+def _parse_label(value, class_names: Sequence[str]) -> int:
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if value is None or isinstance(value, (bool, dict, list, tuple, float)):
+        return -1
+    want = _norm_name(value)
+    for i, name in enumerate(class_names):
+        if _norm_name(name) == want:
+            return i
+    return -1
+
+
+def _parse_keywords(value, problems: list[str]) -> list[str]:
+    if isinstance(value, str):  # "a, b, c": salvage, but say so
+        problems.append("bad_keywords")
+        value = re.split(r"[,;]", value)
+    elif not isinstance(value, (list, tuple)):
+        problems.append("bad_keywords")
+        return []
+    out, seen = [], set()
+    for item in value:
+        if not isinstance(item, str) or not _clean(item):
+            problems.append("bad_keywords")
+            continue
+        word = _clean(item)[:64]
+        if word.lower() not in seen:
+            seen.add(word.lower())
+            out.append(word)
+    if len(out) > MAX_KEYWORDS:
+        problems.append("too_many_keywords")
+    return out[:MAX_KEYWORDS]
+
+
+def _as_id(item) -> int | None:
+    if isinstance(item, bool):
+        return None
+    if isinstance(item, int):
+        return item
+    if isinstance(item, float) and item.is_integer():
+        return int(item)
+    if isinstance(item, str):
+        nums = re.findall(r"\d+", item)
+        if len(nums) == 1:
+            return int(nums[0])
+    return None
+
+
+def _parse_neighbors(value, allowed: Collection[int], problems: list[str]) -> list[int]:
+    if isinstance(value, str):
+        problems.append("bad_neighbors")
+        value = re.findall(r"\d+", value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        problems.append("bad_neighbors")
+        value = [value]
+    elif not isinstance(value, (list, tuple)):
+        problems.append("bad_neighbors")
+        return []
+    out = []
+    for item in value:
+        v = _as_id(item)
+        if v is None:
+            problems.append("bad_neighbors")
+        elif v not in allowed:
+            problems.append("unknown_neighbor")
+        elif v not in out:
+            out.append(v)
+    if len(out) > MAX_KEY_NEIGHBORS:
+        problems.append("too_many_neighbors")
+    return out[:MAX_KEY_NEIGHBORS]
+
+
+def parse_rationale(text: str, class_names: Sequence[str], allowed_neighbors: Collection[int]) -> tuple[dict, list[str]]:
+    """Model output -> ({label, keywords, key_neighbors, reason, ok}, problems); never raises.
+
+    label: class index or -1; keywords: <= 5 strings; key_neighbors: <= 3 ids from allowed_neighbors;
+    reason: <= 300 chars; ok: a JSON object was found and named a valid class. problems (unique, in
+    order) is drawn from: no_json, repaired_json (found only after fixing quotes, commas, literals or
+    a cut-off end), bad_label, bad_keywords, too_many_keywords, bad_neighbors, unknown_neighbor,
+    too_many_neighbors, bad_reason, long_reason.
+    """
+    result = {"label": -1, "keywords": [], "key_neighbors": [], "reason": "", "ok": False}
+    problems: list[str] = []
+    try:
+        obj, repaired = _first_object(text if isinstance(text, str) else "")
+    except Exception:  # defensive: model output must never take a worker down
+        obj, repaired = None, False
+    if obj is None:
+        return result, ["no_json"]
+    if repaired:
+        problems.append("repaired_json")
+    fields = {_norm_key(k): v for k, v in obj.items()}
+    result["label"] = _parse_label(_pick(fields, *_LABEL_KEYS), class_names)
+    if result["label"] < 0:
+        problems.append("bad_label")
+    result["keywords"] = _parse_keywords(_pick(fields, *_KEYWORD_KEYS), problems)
+    nbrs = _pick(fields, *_NEIGHBOR_KEYS)
+    result["key_neighbors"] = _parse_neighbors(nbrs, allowed_neighbors, problems)
+    reason = _pick(fields, *_REASON_KEYS)
+    if isinstance(reason, str):
+        reason = _clean(reason)
+        if len(reason) > MAX_REASON_CHARS:
+            problems.append("long_reason")
+            reason = reason[:MAX_REASON_CHARS]
+        result["reason"] = reason
+    else:
+        problems.append("bad_reason")
+    result["ok"] = result["label"] >= 0
+    return result, list(dict.fromkeys(problems))
