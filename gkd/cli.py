@@ -89,6 +89,35 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def cmd_rationale(args) -> int:
+    from gkd.llm import rationale
+
+    summary = rationale.run(config_from_args(args))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_teacher(args) -> int:
+    from gkd.llm import teacher
+
+    metrics = teacher.run(config_from_args(args))
+    zs, tu = metrics["zero_shot"], metrics["tuned"]
+    print(f"teacher on {metrics['test_nodes']} test nodes: zero-shot acc {zs['acc']} (macro-F1 {zs['macro_f1']}), "
+          f"tuned acc {tu['acc']} (macro-F1 {tu['macro_f1']}); {metrics['covered_nodes']:,} nodes covered")
+    return 0
+
+
+def cmd_models_fetch(args) -> int:
+    from gkd.llm.models import load_teacher, resolve_model
+
+    cfg = config_from_args(args)
+    path = resolve_model(cfg.llm.model, cfg.llm.cache_dir)
+    model, _ = load_teacher(cfg.llm)
+    print(f"{cfg.llm.model}: {path} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+          f"{model.config.num_hidden_layers} layers, hidden {model.config.hidden_size})")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The stages that exist so far, end to end on the embedded defaults."""
     print("gkd demo: ingest is the only stage built so far (rationale, teacher, distill, serve come next)")
@@ -113,6 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--source", choices=SOURCE_KINDS, help="source kind (replaces the config's source)")
         p.add_argument("--path", help="the source's local data (byo folder, apt lists dir, dataset root)")
         p.set_defaults(fn=fn)
+    for name, fn, help_ in [("rationale", cmd_rationale, "LLM rationales for the node budget (Ray Data, resumable)"),
+                            ("teacher", cmd_teacher, "tune the teacher (Ray Train + DeepSpeed), write its outputs")]:
+        p = sub.add_parser(name, help=help_)
+        add_config_args(p)
+        p.set_defaults(fn=fn)
+    p = sub.add_parser("models", help="embedded models")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    p = msub.add_parser("fetch", help="unpack the teacher LLM (llm.model) into the cache and check it loads")
+    add_config_args(p)
+    p.set_defaults(fn=cmd_models_fetch)
     p = sub.add_parser("validate", help="check a graph store against its meta.json")
     p.add_argument("graph", type=Path, help="<workdir>/graph")
     p.set_defaults(fn=cmd_validate)

@@ -35,6 +35,13 @@ class TeacherReadout:
         d = model.config.hidden_size
         self.proj = projection(d, feature_dim, seed) if feature_dim and feature_dim < d else None
 
+    def score(self, nodes: list[int]) -> dict:
+        """Soft labels only, from the K-hop scoring prompt (evaluation; no per-hop features)."""
+        prompts = [self.builder.scoring_prefix(n) for n in nodes]
+        logp, _ = score_prompts(self.model, self.tokenizer, prompts, self.cont_ids, self.device)
+        soft = soft_labels(logp)
+        return {"node_id": np.asarray(nodes, dtype=np.int64), "soft": soft, "pred": soft.argmax(1).astype(np.int32)}
+
     def run(self, nodes: list[int]) -> dict:
         feats = []
         per_node = [self.builder.hop_prompts(n) for n in nodes]  # neighbours sampled once per node

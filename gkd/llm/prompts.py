@@ -32,10 +32,14 @@ MAX_KEYWORDS = 5
 MAX_KEY_NEIGHBORS = 3
 MAX_REASON_CHARS = 300
 NEIGHBOR_SEP = " | "  # between neighbour texts on one classification-prompt line
-RATIONALE_JSON = (
-    '{"label": "<one class name>", "keywords": ["<up to 5 words from the node text>"], '
-    '"key_neighbors": [<ids of up to 3 listed neighbors>], "reason": "<one sentence>"}'
+RATIONALE_KEYS = (
+    "Reply with one JSON object and nothing else. Keys: label (one class name from the list), keywords "
+    "(up to 5 words copied from the node text), key_neighbors (ids of up to 3 listed neighbors that "
+    "matter most), reason (one short sentence)."
 )
+# The answer is primed with this, so even a small model starts writing the JSON asked for;
+# callers prepend it to the generated text before parsing.
+RATIONALE_PRIMER = '{"label": "'
 
 
 # ----------------------------------------------------------------------------- neighbours
@@ -201,13 +205,15 @@ class NodePromptBuilder:
         for hop in sorted({h for h, _, _ in items}):
             lines.append(f"{hop}-hop neighbors:")
             lines.extend(f"[id {v}] {t}" for h, v, t in items if h == hop)
-        lines += ["", "Reply with strictly this JSON and nothing else:", RATIONALE_JSON]
+        example = (f'{{"label": "{self.class_names[0]}", "keywords": ["word", "word"], "key_neighbors": [12], '
+                   '"reason": "The node text describes it."}')
+        lines += ["", RATIONALE_KEYS, f"Example answer for another node: {example}"]
         message = "\n".join(lines)
         if self.chat_template:
             return self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True
-            )
-        return f"### Instruction:\n{message}\n\n### Response:\n"
+            ) + RATIONALE_PRIMER
+        return f"### Instruction:\n{message}\n\n### Response:\n{RATIONALE_PRIMER}"
 
     def _count_classification(self, prompt: str) -> int:
         return count_tokens(self.tokenizer, prompt)

@@ -26,6 +26,8 @@ import torch
 
 from gkd.config import ExperimentConfig, LLMConfig, PromptConfig, RationaleConfig
 from gkd.llm.score import encode_continuations, score_prompts, soft_labels
+from gkd.llm.prompts import RATIONALE_PRIMER
+from gkd.llm.stream import stream_nodes
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,8 @@ class RationaleGenerator:
         new = out[:, enc["input_ids"].shape[1]:]
         eos = self.tokenizer.eos_token_id
         counts = [int((row != eos).sum()) if eos is not None else row.shape[0] for row in new]
-        return list(zip(self.tokenizer.batch_decode(new, skip_special_tokens=True), counts))
+        texts = [RATIONALE_PRIMER + t for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return list(zip(texts, counts))
 
 
 def build_generator(graph_dir: Path, llm: LLMConfig, prompt: PromptConfig, cfg: RationaleConfig) -> RationaleGenerator:
@@ -175,8 +178,6 @@ def summarize(table: pa.Table) -> dict:
 
 def run(cfg: ExperimentConfig) -> dict:
     """Stream rationale generation for the budget over LLM actors; resumable."""
-    import ray
-
     from gkd.data.store import node_arrays
     from gkd.runtime import init_ray
 
@@ -189,29 +190,16 @@ def run(cfg: ExperimentConfig) -> dict:
     todo = np.setdiff1d(budget, done)
     log.info("rationale: %d nodes in budget, %d done, %d to go on %d actor(s)", len(budget), len(budget) - len(todo),
              len(todo), rcfg.num_actors)
-    t0, n_done, n_tok, last = time.time(), 0, 0, 0.0
+    t0, n_done, n_tok = time.time(), 0, 0
     if len(todo):
         init_ray(cfg.ray)
-        blocks = [pa.table({"node_id": todo[a:a + rcfg.batch_size]}) for a in range(0, len(todo), rcfg.batch_size)]
-        ds = ray.data.from_arrow(blocks).map_batches(
-            RationaleActor,
-            fn_constructor_kwargs={"graph_dir": str(cfg.graph_dir.resolve()), "llm": cfg.llm.model_dump(mode="json"),
-                                   "prompt": cfg.prompt.model_dump(mode="json"),
-                                   "rationale": rcfg.model_dump(mode="json")},
-            compute=ray.data.ActorPoolStrategy(size=rcfg.num_actors),
-            batch_size=rcfg.batch_size,
-            num_cpus=rcfg.num_cpus_per_actor,
-            num_gpus=rcfg.num_gpus_per_actor or None,
-        )
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            write_part(out_dir, batch.to_pydict())
+        ctor = {"graph_dir": str(cfg.graph_dir.resolve()), "llm": cfg.llm.model_dump(mode="json"),
+                "prompt": cfg.prompt.model_dump(mode="json"), "rationale": rcfg.model_dump(mode="json")}
+        for batch in stream_nodes(todo, RationaleActor, ctor, batch_size=rcfg.batch_size, num_actors=rcfg.num_actors,
+                                  num_cpus=rcfg.num_cpus_per_actor, num_gpus=rcfg.num_gpus_per_actor, what="rationale"):
+            write_part(out_dir, batch.to_pydict())  # persisted per batch: a kill loses only batches in flight
             n_done += batch.num_rows
             n_tok += int(pc.sum(batch["tokens"]).as_py())
-            if time.time() - last > 15 or n_done == len(todo):
-                last = time.time()
-                rate = n_done / max(last - t0, 1e-9)
-                log.info("rationale: %d/%d nodes (%.2f nodes/s, %.0f tokens/s, eta %.0fs)", n_done, len(todo), rate,
-                         n_tok / max(last - t0, 1e-9), (len(todo) - n_done) / max(rate, 1e-9))
     wall = time.time() - t0
     table = read_rationales(cfg.workdir)
     summary = {**summarize(table), "budget": int(len(budget)), "new_nodes": n_done, "wall_s": round(wall, 2),

@@ -36,6 +36,9 @@ def encode_continuations(tokenizer, continuations: list[str]) -> list[list[int]]
 def score_prompts(model, tokenizer, prompts: list[str], cont_ids: list[list[int]], device: str | torch.device = "cpu"):
     """(B,) prompts x (C,) continuations -> (log P(cont | prompt) (B, C) float32, last-token hidden (B, d)).
 
+    Pass 1 runs the prompts (left-padded) once. Pass 2 appends all C continuations after each prompt
+    as one sequence, with a 4D mask letting each continuation see the prompt and its own earlier
+    tokens only (tree attention), so the prompt's KV cache is shared, never copied C times.
     The hidden state is the last layer's (after the final norm) at the prompt's final token.
     """
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -45,29 +48,27 @@ def score_prompts(model, tokenizer, prompts: list[str], cont_ids: list[list[int]
     out = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=True,
                 output_hidden_states=True)
     hidden = out.hidden_states[-1][:, -1, :].float()
-    first_lp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (B, V) predicts token 0
+    first_lp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (B, V): predicts each first token
 
-    b, c = len(prompts), len(cont_ids)
-    width = max(len(t) for t in cont_ids)
-    cont = torch.full((c, width), pad, dtype=torch.long)
-    cmask = torch.zeros((c, width), dtype=torch.long)
-    for j, t in enumerate(cont_ids):
-        cont[j, : len(t)] = torch.tensor(t, dtype=torch.long)
-        cmask[j, : len(t)] = 1
-    cont, cmask = cont.to(device), cmask.to(device)
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(c)  # (B*C, ...): row i*C + j = prompt i, continuation j
-    full_mask = torch.cat([mask.repeat_interleave(c, 0), cmask.repeat(b, 1)], dim=1)
-    start = mask.sum(-1).repeat_interleave(c)  # continuation positions follow each prompt's last
-    out2 = model(input_ids=cont.repeat(b, 1), attention_mask=full_mask,
-                 position_ids=_positions(cmask.repeat(b, 1), start), past_key_values=cache, use_cache=False)
-    lp = torch.log_softmax(out2.logits.float(), dim=-1)  # (B*C, W, V): position t predicts token t+1
-    tokens = cont.repeat(b, 1)
-    total = first_lp.repeat_interleave(c, 0).gather(1, tokens[:, :1]).squeeze(1)
-    if width > 1:
-        nxt = lp[:, :-1, :].gather(2, tokens[:, 1:, None]).squeeze(2)  # (B*C, W-1)
-        total = total + (nxt * cmask.repeat(b, 1)[:, 1:]).sum(-1)
-    return total.view(b, c).cpu(), hidden.cpu()
+    b, p_len = ids.shape
+    flat = torch.tensor([t for c in cont_ids for t in c], dtype=torch.long, device=device)  # (T,)
+    seg = torch.tensor([j for j, c in enumerate(cont_ids) for _ in c], dtype=torch.long, device=device)
+    off = torch.tensor([o for c in cont_ids for o in range(len(c))], dtype=torch.long, device=device)
+    starts = torch.tensor(np.cumsum([0] + [len(c) for c in cont_ids[:-1]]), dtype=torch.long, device=device)
+    t_len = len(flat)
+    own = (seg[:, None] == seg[None, :]) & (torch.arange(t_len, device=device)[None, :] <= torch.arange(t_len, device=device)[:, None])
+    allowed = torch.cat([mask.bool()[:, None, :].expand(b, t_len, p_len), own[None].expand(b, t_len, t_len)], dim=2)
+    mask4d = torch.zeros(allowed.shape, dtype=model.dtype, device=device).masked_fill(~allowed, torch.finfo(model.dtype).min)
+    out2 = model(input_ids=flat[None].expand(b, t_len), attention_mask=mask4d[:, None],
+                 position_ids=mask.sum(-1, keepdim=True) + off[None], past_key_values=out.past_key_values,
+                 use_cache=False)
+    total = first_lp[:, flat[starts]]  # (B, C)
+    if t_len > 1:
+        lp = torch.log_softmax(out2.logits[:, :-1, :].float(), dim=-1)  # position t predicts token t+1
+        nxt = lp.gather(2, flat[1:][None, :, None].expand(b, t_len - 1, 1)).squeeze(2)  # (B, T-1)
+        same = (seg[1:] == seg[:-1]).float()
+        total = total.index_add(1, seg[1:], nxt * same)
+    return total.cpu(), hidden.cpu()
 
 
 def soft_labels(logp: torch.Tensor) -> np.ndarray:

@@ -200,11 +200,12 @@ def test_prompts_do_not_depend_on_call_order():
 def test_rationale_prompt_chat_and_plain():
     b = builder(SHORT, g=graph([0, 1, 2], [1, 2, 3], 4), chat=True)
     p, ids = b.rationale_request(1)
-    assert p.startswith("<|user|>") and p.endswith("<eos>\n<|assistant|>")
+    assert p.startswith("<|user|>") and p.endswith('<eos>\n<|assistant|>{"label": "')  # primed answer
     assert "[id 0] alpha beta" in p and "[id 2] delta epsilon" in p and "[id 3] (no text)" in p
-    assert set(ids) == {0, 2, 3} and '"key_neighbors": [<ids of up to 3 listed neighbors>]' in p
+    assert set(ids) == {0, 2, 3} and "key_neighbors (ids of up to 3 listed neighbors" in p
+    assert '"key_neighbors": [12]' in p  # a concrete example answer, not placeholders to copy
     plain = builder(SHORT, g=graph([0, 1, 2], [1, 2, 3], 4)).rationale_prompt(1)
-    assert plain.startswith("### Instruction:\n") and plain.endswith("\n\n### Response:\n")
+    assert plain.startswith("### Instruction:\n") and plain.endswith("\n\n### Response:\n{\"label\": \"")
 
 
 # ----------------------------------------------------------------------------- parsing
