@@ -1,0 +1,155 @@
+"""Teacher stage (LinguGKD): zero-shot eval -> DeepSpeed instruction tuning on Ray Train ->
+per-hop features and soft labels for the budget by Ray Data batch inference -> tuned eval.
+
+Writes under <workdir>/teacher/: checkpoint/ (the tuned model, HF format), soft.npy, feat_hop{k}.npy,
+covered.npy, metrics.json. Each step is skipped when its output exists, so a rerun continues.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gkd.config import ExperimentConfig, LLMConfig, PromptConfig
+from gkd.llm.features import OutputWriter, TeacherReadout, evaluate
+from gkd.llm.stream import stream_nodes
+
+log = logging.getLogger(__name__)
+
+
+def eval_nodes(labels: np.ndarray, split: np.ndarray, budget: int, seed: int) -> np.ndarray:
+    """Sorted sample of at most `budget` labelled test nodes (seeded)."""
+    test = np.flatnonzero((split == "test") & (labels >= 0))
+    rng = np.random.default_rng([seed, 41])
+    return np.sort(rng.choice(test, size=min(budget, len(test)), replace=False)) if len(test) else test
+
+
+def train_nodes(labels: np.ndarray, split: np.ndarray, budget: int | None, seed: int) -> np.ndarray:
+    train = np.flatnonzero((split == "train") & (labels >= 0))
+    if budget is None or budget >= len(train):
+        return train
+    return np.sort(np.random.default_rng([seed, 43]).choice(train, size=budget, replace=False))
+
+
+class TeacherActor:
+    """Ray Data callable class: one (tuned or base) teacher per actor; nodes -> soft, pred[, feats]."""
+
+    def __init__(self, graph_dir: str, llm: dict, prompt: dict, hops: int, feature_dim: int | None, features: bool):
+        from gkd.data.store import TAG
+        from gkd.llm.models import load_teacher
+        from gkd.llm.prompts import NodePromptBuilder
+
+        tag = TAG.load(graph_dir, features=False)
+        model, tok = load_teacher(LLMConfig.model_validate(llm))
+        builder = NodePromptBuilder(tag, tag.texts(), tag.class_names, tok, PromptConfig.model_validate(prompt))
+        self.features = features
+        self.readout = TeacherReadout(model, tok, builder, hops, feature_dim, model.device)
+
+    def __call__(self, batch: dict) -> dict:
+        nodes = [int(n) for n in batch["node_id"]]
+        if self.features:
+            return self.readout.run(nodes)
+        # scoring only: the K-hop prompt, no per-hop features
+        return self.readout.score(nodes)
+
+
+def _actor_kwargs(cfg: ExperimentConfig, model_path: str, features: bool) -> dict:
+    llm = cfg.llm.model_copy(update={"model": model_path}).model_dump(mode="json")
+    return {"graph_dir": str(cfg.graph_dir.resolve()), "llm": llm, "prompt": cfg.prompt.model_dump(mode="json"),
+            "hops": cfg.prompt.hops, "feature_dim": cfg.teacher.feature_dim, "features": features}
+
+
+def score_nodes(cfg: ExperimentConfig, model_path: str, nodes: np.ndarray, what: str) -> np.ndarray:
+    """(n,) predicted classes of `nodes` by the teacher at model_path, via the actor pool."""
+    r = cfg.rationale
+    pred = np.full(len(nodes), -1, dtype=np.int64)
+    pos = {int(n): i for i, n in enumerate(nodes)}
+    for batch in stream_nodes(nodes, TeacherActor, _actor_kwargs(cfg, model_path, features=False),
+                              batch_size=r.batch_size, num_actors=r.num_actors, num_cpus=r.num_cpus_per_actor,
+                              num_gpus=r.num_gpus_per_actor, what=what, batch_format="numpy"):
+        for n, p in zip(batch["node_id"], batch["pred"]):
+            pred[pos[int(n)]] = p
+    return pred
+
+
+def export_tuned(adapter_dir: str, base_path: str, out_dir: Path, dtype: str) -> None:
+    """Merge the adapter (or copy full weights) into a plain HF model dir with its tokenizer."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from gkd.llm.tune import load_tuned
+
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = load_tuned(adapter_dir, base_path, dtype=getattr(torch, dtype))
+    model.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(base_path).save_pretrained(tmp)
+    tmp.replace(out_dir)
+
+
+def run(cfg: ExperimentConfig) -> dict:
+    from gkd.data.store import TAG
+    from gkd.llm.models import load_teacher, resolve_model
+    from gkd.llm.prompts import NodePromptBuilder
+    from gkd.llm.rationale import select_budget
+    from gkd.llm.tune import tune_teacher
+    from gkd.runtime import init_ray
+
+    tcfg = cfg.teacher
+    tdir = cfg.workdir / "teacher"
+    tdir.mkdir(parents=True, exist_ok=True)
+    metrics_path = tdir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    save = lambda: metrics_path.write_text(json.dumps(metrics, indent=2))
+    init_ray(cfg.ray)
+    tag = TAG.load(cfg.graph_dir, features=False)
+    base = str(resolve_model(cfg.llm.model, cfg.llm.cache_dir))
+    evals = eval_nodes(tag.labels, tag.split, tcfg.eval_budget, tcfg.seed)
+
+    if "zero_shot" not in metrics:
+        t = time.time()
+        pred = score_nodes(cfg, base, evals, "zero-shot eval")
+        metrics["zero_shot"] = {**evaluate(pred, tag.labels[evals]), "wall_s": round(time.time() - t, 1)}
+        save()
+        log.info("zero-shot teacher: %s", metrics["zero_shot"])
+
+    ckpt = tdir / "checkpoint"
+    if not ckpt.is_dir():
+        _, tok = load_teacher(cfg.llm.model_copy(update={"model": base}))
+        builder = NodePromptBuilder(tag, tag.texts(), tag.class_names, tok, cfg.prompt)
+        nodes = train_nodes(tag.labels, tag.split, tcfg.train_budget, tcfg.seed)
+        examples = [builder.instruction_example(int(n), int(tag.labels[n])) for n in nodes]
+        t = time.time()
+        res = tune_teacher(examples, base, tcfg, cfg.llm, storage_path=(tdir / "ray").resolve(),
+                           name=f"{cfg.name}-teacher", max_len=cfg.prompt.max_tokens + 16)
+        export_tuned(res["adapter_dir"], base, ckpt, cfg.llm.dtype)
+        metrics["tuning"] = {"examples": len(examples), "wall_s": round(time.time() - t, 1),
+                             **{k: v for k, v in res["metrics"].items() if isinstance(v, (int, float))}}
+        save()
+
+    # per-hop features + soft labels for the rationale budget and the eval nodes (resumable via covered.npy)
+    budget = np.union1d(select_budget(tag.labels, tag.split, cfg.rationale), evals)
+    hidden = json.loads((ckpt / "config.json").read_text())["hidden_size"]
+    writer = OutputWriter(tdir, tag.num_nodes, tag.num_classes, cfg.prompt.hops, tcfg.feature_dim or hidden)
+    todo = budget[~writer.covered[budget]]
+    t = time.time()
+    r = cfg.rationale
+    for batch in stream_nodes(todo, TeacherActor, _actor_kwargs(cfg, str(ckpt.resolve()), features=True),
+                              batch_size=r.batch_size, num_actors=r.num_actors, num_cpus=r.num_cpus_per_actor,
+                              num_gpus=r.num_gpus_per_actor, what="teacher outputs", batch_format="numpy"):
+        writer.add(batch)
+    if len(todo):
+        metrics["outputs"] = {"nodes": int(len(budget)), "wall_s": round(time.time() - t, 1),
+                              "nodes_per_s": round(len(todo) / (time.time() - t), 3)}
+    tuned_pred = np.asarray(writer.soft[evals]).argmax(1)
+    metrics["tuned"] = evaluate(tuned_pred, tag.labels[evals])
+    metrics["test_nodes"] = int(len(evals))
+    metrics["covered_nodes"] = int(np.asarray(writer.covered).sum())
+    save()
+    log.info("teacher: zero-shot %s, tuned %s", metrics["zero_shot"], metrics["tuned"])
+    return metrics

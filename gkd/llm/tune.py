@@ -1,0 +1,352 @@
+"""Instruction tuning of the teacher LLM (LinguGKD step 1): Ray Train TorchTrainer + DeepSpeed ZeRO.
+
+Loss on the response tokens only; LoRA (peft) or full fine-tuning by `TeacherConfig.finetune`.
+Every checkpoint holds `deepspeed/` (each rank's ZeRO shards, for resume), `model/` (a plain
+Hugging Face dir: the LoRA adapter, or the full weights gathered from every rank) and
+`trainer_state.json`. A rerun with the same storage_path/name resumes from the latest one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gkd.config import LLMConfig, TeacherConfig
+from gkd.errors import ConfigError, GkdError
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100  # label of tokens that carry no loss (prompt, padding)
+STATE_FILE = "trainer_state.json"
+DS_DIR = "deepspeed"
+MODEL_DIR = "model"
+
+
+# ----------------------------------------------------------------------------- Ray-free core
+
+
+def tokenize_examples(tokenizer, examples: list[dict], max_len: int) -> list[dict]:
+    """[{prompt, response}] -> [{input_ids, labels}], labels -100 on the prompt; response + eos kept whole.
+
+    A prompt too long for max_len loses tokens from its left side (a leading BOS is kept).
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ConfigError("the teacher's tokenizer has no eos token; set tokenizer.eos_token before tuning")
+    bos = tokenizer.bos_token_id
+    out = []
+    for i, ex in enumerate(examples):
+        prompt = tokenizer(ex["prompt"])["input_ids"]
+        response = tokenizer(ex["response"], add_special_tokens=False)["input_ids"] + [eos]
+        head = prompt[:1] if bos is not None and prompt[:1] == [bos] else []
+        room = max_len - len(response) - len(head)
+        if room < 1:
+            raise ConfigError(
+                f"example {i}: the response takes {len(response)} tokens, which leaves no room for the "
+                f"prompt within max_len={max_len}; raise max_len or shorten the response"
+            )
+        body = prompt[len(head) :]
+        prompt = head + body[max(0, len(body) - room) :]
+        out.append({"input_ids": prompt + response, "labels": [IGNORE] * len(prompt) + response})
+    return out
+
+
+def pad_batch(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad token rows to the longest: input_ids, attention_mask, labels (B, T); labels -100 on pads."""
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n] = torch.tensor(r["input_ids"])
+        labels[i, :n] = torch.tensor(r["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def shard_indices(num_examples: int, rank: int, world: int) -> list[int]:
+    """This rank's example indices; the list wraps around so every rank gets ceil(N / world)."""
+    per_rank = math.ceil(num_examples / world)
+    return [(rank + world * j) % num_examples for j in range(per_rank)]
+
+
+class MicroBatches:
+    """The deterministic stream of micro-batches of one rank: micro-batch m -> shard positions.
+
+    Epoch e shuffles the shard with rng(seed, e, rank), so the same seed gives the same order and
+    a resumed run skips finished micro-batches by index, without replaying them.
+    """
+
+    def __init__(self, shard_len: int, batch_size: int, seed: int, rank: int):
+        self.shard_len, self.batch_size, self.seed, self.rank = shard_len, batch_size, seed, rank
+        self.per_epoch = math.ceil(shard_len / batch_size)
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def __getitem__(self, m: int) -> np.ndarray:
+        epoch, b = divmod(m, self.per_epoch)
+        if self._order is None or self._order[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch, self.rank])
+            self._order = (epoch, rng.permutation(self.shard_len))
+        return self._order[1][b * self.batch_size : (b + 1) * self.batch_size]
+
+
+def total_steps(num_examples: int, world: int, batch_size: int, grad_accum: int, epochs: int,
+                max_steps: int | None) -> int:
+    """Optimizer steps of the run: max_steps if set, else enough to cover `epochs` passes."""
+    if max_steps is not None:
+        return max_steps
+    per_epoch = math.ceil(math.ceil(num_examples / world) / batch_size)
+    return max(1, math.ceil(epochs * per_epoch / grad_accum))
+
+
+def deepspeed_config(config: dict) -> dict:
+    """DeepSpeed config from the worker config: ZeRO stage, micro-batch, accumulation, bf16 or fp32."""
+    zero = {"stage": config["zero_stage"]}
+    if config["zero_stage"] == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        "train_micro_batch_size_per_gpu": config["batch_size"],
+        "gradient_accumulation_steps": config["grad_accum"],
+        "gradient_clipping": 1.0,
+        "bf16": {"enabled": config["dtype"] == "bfloat16"},
+        "fp16": {"enabled": False},  # never fp16: CPUs have no fp16 training path
+        "zero_optimization": zero,
+        "steps_per_print": 10**9,
+    }
+
+
+# ----------------------------------------------------------------------------- per-worker loop
+
+
+def _read_state(checkpoint) -> dict | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        return json.loads((Path(d) / STATE_FILE).read_text())
+
+
+def _load_model(config: dict):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
+    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
+    if config["finetune"] == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            task_type="CAUSAL_LM", r=config["lora_r"], lora_alpha=config["lora_alpha"],
+            lora_dropout=config["lora_dropout"], target_modules=list(config["lora_targets"]),
+        ))
+    return model, tokenizer
+
+
+def _save_hf(engine, tokenizer, out_dir: Path, rank: int, zero_stage: int) -> None:
+    """Rank 0 writes a plain HF dir: the peft adapter or the full model (ZeRO-3: gathered from all ranks)."""
+    # every rank takes part in the gather under ZeRO-3; the others get None back
+    state = engine._zero3_consolidated_16bit_state_dict() if zero_stage == 3 else None
+    if rank == 0:
+        engine.module.save_pretrained(out_dir, state_dict=state)
+        tokenizer.save_pretrained(out_dir)
+
+
+def _save_and_report(engine, tokenizer, config: dict, state: dict, metrics: dict, rank: int) -> None:
+    """Every rank writes its DeepSpeed shards, then reports; Ray merges the ranks' dirs into one checkpoint."""
+    import ray.train
+
+    lora = config["finetune"] == "lora"
+    with tempfile.TemporaryDirectory(prefix="gkd-tune-") as tmp:
+        tmp = Path(tmp)
+        tag = f"step{state['step']}"
+        (tmp / DS_DIR / tag).mkdir(parents=True)
+        # LoRA: the frozen base weights come from model_path again, so the shards skip them
+        engine.save_checkpoint(str(tmp / DS_DIR), tag=tag, exclude_frozen_parameters=lora)
+        _save_hf(engine, tokenizer, tmp / MODEL_DIR, rank, config["zero_stage"])
+        if rank == 0:
+            (tmp / STATE_FILE).write_text(json.dumps(state))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(tmp)))
+
+
+def train_loop(config: dict) -> None:
+    """Ray Train worker: DeepSpeed ZeRO instruction tuning over this rank's shard, resumable by step."""
+    import deepspeed
+    import ray
+    import ray.train
+    import torch.distributed as dist
+
+    if config.get("torch_threads"):
+        torch.set_num_threads(config["torch_threads"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    examples = config["examples"]
+    if isinstance(examples, ray.ObjectRef):
+        examples = ray.get(examples)
+    steps = total_steps(len(examples), world, config["batch_size"], config["grad_accum"], config["epochs"],
+                        config["max_steps"])
+    checkpoint = ray.train.get_checkpoint()
+    prior = _read_state(checkpoint)
+    start = prior["step"] if prior else 0
+    if start >= steps:
+        log.info("checkpoint is at step %d of %d: nothing left to train", start, steps)
+        return
+
+    torch.manual_seed(config["seed"])
+    model, tokenizer = _load_model(config)
+    if config["use_gpu"]:
+        import ray.train.torch
+
+        torch.cuda.set_device(ray.train.torch.get_device())
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config["lr"],
+                                  weight_decay=config["weight_decay"])
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=deepspeed_config(config))
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            engine.load_checkpoint(str(Path(d) / DS_DIR), tag=f"step{start}",
+                                   load_module_strict=config["finetune"] != "lora")
+
+    shard = [examples[i] for i in shard_indices(len(examples), rank, world)]
+    rows = tokenize_examples(tokenizer, shard, config["max_len"])
+    stream = MicroBatches(len(rows), config["batch_size"], config["seed"], rank)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    grad_accum, every = config["grad_accum"], config["checkpoint_every"]
+    first_loss = prior["first_loss"] if prior else None
+    since_report: list[float] = []
+    t0 = time.perf_counter()
+    engine.train()
+    for step in range(start, steps):
+        # dropout draws depend on (seed, rank, step) only, so a resumed run repeats them exactly
+        torch.manual_seed(int(np.random.SeedSequence([config["seed"], rank, step]).generate_state(1)[0]))
+        step_loss = torch.zeros((), device=engine.device)
+        for m in range(step * grad_accum, (step + 1) * grad_accum):
+            batch = pad_batch([rows[i] for i in stream[m]], pad_id)
+            out = engine(**{k: v.to(engine.device) for k, v in batch.items()})
+            engine.backward(out.loss)
+            engine.step()
+            step_loss += out.loss.detach().float() / grad_accum
+        dist.all_reduce(step_loss)
+        loss = step_loss.item() / world
+        first_loss = loss if first_loss is None else first_loss
+        since_report.append(loss)
+        done = step + 1
+        if rank == 0:
+            log.info("step %d/%d loss %.4f", done, steps, loss)
+        if done % every == 0 or done == steps:
+            epoch = done * grad_accum / stream.per_epoch
+            state = {"step": done, "epoch": epoch, "first_loss": first_loss, "world_size": world,
+                     "finetune": config["finetune"], "zero_stage": config["zero_stage"]}
+            metrics = {"step": done, "epoch": epoch, "loss": float(np.mean(since_report)), "last_loss": loss,
+                       "first_loss": first_loss, "start_step": start,
+                       "train_s": time.perf_counter() - t0}
+            _save_and_report(engine, tokenizer, config, state, metrics, rank)
+            since_report = []
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _previous_run(run_dir: Path):
+    """The Result of an earlier run with this name that reported a checkpoint, else None."""
+    from ray.train import Result
+
+    try:
+        result = Result.from_path(str(run_dir))
+    except RuntimeError:  # no run (or no checkpoint snapshot) there yet
+        return None
+    return result if result.checkpoint is not None else None
+
+
+def _summary(result) -> dict:
+    ckpt = Path(result.checkpoint.path)
+    return {
+        "checkpoint_path": str(ckpt),
+        "metrics": dict(result.metrics or {}),
+        "adapter_dir": str(ckpt / MODEL_DIR),
+        "history": [dict(m) for _, m in (result.best_checkpoints or [])],
+    }
+
+
+def tune_teacher(examples: list[dict], model_path: str | Path, cfg: TeacherConfig, llm_cfg: LLMConfig,
+                 storage_path: Path, name: str, max_len: int = 512) -> dict:
+    """Tune on [{prompt, response}] -> {checkpoint_path, metrics, adapter_dir, history}.
+
+    A rerun with the same storage_path/name resumes from that run's latest checkpoint
+    (Ray Train V2 restores it from <storage_path>/<name>/checkpoint_manager_snapshot.json);
+    a run already at its last step returns that checkpoint without starting workers.
+    adapter_dir is the checkpoint's `model/` dir: a LoRA adapter or full weights, see `load_tuned`.
+    """
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if not examples:
+        raise GkdError("tune_teacher got no training examples; check teacher.train_budget and the train split")
+    run_dir = Path(storage_path) / name
+    previous = _previous_run(run_dir)
+    if previous is not None:
+        prior = _read_state(previous.checkpoint)
+        if prior["world_size"] != cfg.num_workers:
+            raise ConfigError(
+                f"teacher.num_workers={cfg.num_workers}, but run {run_dir} was checkpointed by "
+                f"{prior['world_size']} workers (its ZeRO shards are per rank); resume with "
+                f"teacher.num_workers={prior['world_size']} or start a new run name"
+            )
+        if (prior["finetune"], prior["zero_stage"]) != (cfg.finetune, cfg.zero_stage):
+            raise ConfigError(
+                f"run {run_dir} was checkpointed with finetune={prior['finetune']}, "
+                f"zero_stage={prior['zero_stage']}; teacher.finetune/zero_stage must match to resume, "
+                f"or start a new run name"
+            )
+        steps = total_steps(len(examples), cfg.num_workers, cfg.batch_size, cfg.grad_accum, cfg.epochs,
+                            cfg.max_steps)
+        if prior["step"] >= steps:
+            log.info("run %s is already at step %d of %d; reusing its checkpoint", run_dir, prior["step"], steps)
+            return _summary(previous)
+    config = {
+        **cfg.model_dump(),
+        "examples": ray.put(list(examples)),
+        "model_path": str(model_path),
+        "max_len": max_len,
+        "dtype": llm_cfg.dtype,
+        "torch_threads": llm_cfg.torch_threads,
+    }
+    # DeepSpeed picks its accelerator from the environment; a CPU-only worker must be told
+    worker_env = {} if cfg.use_gpu else {"env_vars": {"DS_ACCELERATOR": "cpu"}}
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                     resources_per_worker={"CPU": cfg.num_cpus_per_worker}),
+        run_config=RunConfig(storage_path=str(storage_path), name=name,
+                             failure_config=FailureConfig(max_failures=cfg.max_failures),
+                             worker_runtime_env=worker_env),
+    )
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise GkdError(f"teacher tuning run {name} finished without a checkpoint under {storage_path}")
+    log.info("teacher tuned in %.0f s: %s (%s)", time.perf_counter() - t0, result.checkpoint.path, result.metrics)
+    return _summary(result)
+
+
+def load_tuned(adapter_or_model_dir: str | Path, base_model_path: str | Path | None = None,
+               dtype: torch.dtype = torch.float32):
+    """A plain HF causal LM for inference: a LoRA adapter merged into its base, or a full tuned model."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(adapter_or_model_dir)
+    if not (path / "adapter_config.json").is_file():
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+    from peft import PeftModel
+
+    if base_model_path is None:
+        base_model_path = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    base = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=dtype)
+    return PeftModel.from_pretrained(base, path).merge_and_unload().eval()
