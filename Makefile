@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test bench bench-ingest-scale apt-lists clean
+.PHONY: venv demo test bench bench-ingest-scale bench-teacher apt-lists clean
 
 venv: $(STAMP)
 
@@ -32,10 +32,13 @@ demo: venv apt-lists
 test: venv apt-lists
 	$(PY) -m pytest -q tests
 
-bench: bench-ingest-scale
+bench: bench-ingest-scale bench-teacher
 
 bench-ingest-scale: venv
 	$(PY) -m gkd.bench.ingest_scale --config jobs/configs/synthetic_products.yaml --out bench/results/ingest_scale.json --workdir bench/work/ingest_scale
+
+bench-teacher: venv apt-lists
+	$(PY) -m gkd.bench.teacher_debian --config jobs/configs/debian.yaml --out bench/results/teacher_debian.json --workdir bench/work/teacher_debian
 
 clean:
 	rm -rf $(VENV) runs
