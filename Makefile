@@ -38,7 +38,8 @@ bench-ingest-scale: venv
 	$(PY) -m gkd.bench.ingest_scale --config jobs/configs/synthetic_products.yaml --out bench/results/ingest_scale.json --workdir bench/work/ingest_scale
 
 bench-teacher: venv apt-lists
-	$(PY) -m gkd.bench.teacher_debian --config jobs/configs/debian.yaml --out bench/results/teacher_debian.json --workdir bench/work/teacher_debian
+	$(PY) -m gkd.bench.teacher_debian --config jobs/configs/debian.yaml --out bench/results/teacher_debian.json --workdir bench/work/teacher_debian \
+		--set rationale.unlabeled_budget=300 --set teacher.eval_budget=300
 
 clean:
 	rm -rf $(VENV) runs
