@@ -9,7 +9,6 @@ Core: `TeacherReadout.run(nodes)`; Ray layer: `write_outputs` streams batches ov
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -89,10 +88,3 @@ class OutputWriter:
             f.flush()
         self.covered[ids] = True  # marked last: a kill before this redoes the batch
         self.covered.flush()
-
-
-def timed_loop(readout: TeacherReadout, nodes: np.ndarray, batch_size: int) -> tuple[dict, float]:
-    """The plain single-process baseline: same nodes, same batches, no Ray."""
-    t0 = time.time()
-    outs = [readout.run(list(nodes[a:a + batch_size])) for a in range(0, len(nodes), batch_size)]
-    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}, time.time() - t0
