@@ -281,3 +281,15 @@ def test_parse_garbage_never_raises(text):
     out, problems = parse(text)
     assert out == {"label": -1, "keywords": [], "key_neighbors": [], "reason": "", "ok": False}
     assert problems == ["no_json"]
+
+
+def test_an_echo_of_the_example_answer_is_not_ok():
+    from gkd.llm.prompts import EXAMPLE_REASON
+
+    echo = '{"label": "Kernel", "keywords": ["word", "word"], "key_neighbors": [12], "reason": "%s"}' % EXAMPLE_REASON
+    out, problems = parse_rationale(echo, NAMES, {1, 2})
+    assert out["label"] == 0 and not out["ok"]
+    assert "copied_example" in problems and "unknown_neighbor" in problems
+    real, problems = parse_rationale('{"label": "Kernel", "keywords": ["driver"], "key_neighbors": [1], '
+                                     '"reason": "It is a driver."}', NAMES, {1, 2})
+    assert real["ok"] and problems == []
