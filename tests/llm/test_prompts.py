@@ -203,7 +203,6 @@ def test_rationale_prompt_chat_and_plain():
     assert p.startswith("<|user|>") and p.endswith('<eos>\n<|assistant|>{"label": "')  # primed answer
     assert "[id 0] alpha beta" in p and "[id 2] delta epsilon" in p and "[id 3] (no text)" in p
     assert set(ids) == {0, 2, 3} and "key_neighbors (ids of up to 3 listed neighbors" in p
-    assert '"key_neighbors": [12]' in p  # a concrete example answer, not placeholders to copy
     plain = builder(SHORT, g=graph([0, 1, 2], [1, 2, 3], 4)).rationale_prompt(1)
     assert plain.startswith("### Instruction:\n") and plain.endswith("\n\n### Response:\n{\"label\": \"")
 
@@ -283,13 +282,7 @@ def test_parse_garbage_never_raises(text):
     assert problems == ["no_json"]
 
 
-def test_an_echo_of_the_example_answer_is_not_ok():
-    from gkd.llm.prompts import EXAMPLE_REASON
-
-    echo = '{"label": "Kernel", "keywords": ["word", "word"], "key_neighbors": [12], "reason": "%s"}' % EXAMPLE_REASON
-    out, problems = parse_rationale(echo, NAMES, {1, 2})
-    assert out["label"] == 0 and not out["ok"]
-    assert "copied_example" in problems and "unknown_neighbor" in problems
-    real, problems = parse_rationale('{"label": "Kernel", "keywords": ["driver"], "key_neighbors": [1], '
-                                     '"reason": "It is a driver."}', NAMES, {1, 2})
-    assert real["ok"] and problems == []
+def test_rationale_prompt_has_no_example_answer_to_echo():
+    b = builder(SHORT, g=graph([0, 1, 2], [1, 2, 3], 4), chat=True)
+    p = b.rationale_prompt(1)
+    assert "Example" not in p and "[12]" not in p and "Keys: label (one class name from the list)" in p
