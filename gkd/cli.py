@@ -48,7 +48,7 @@ def format_summary(meta: dict) -> str:
         f"  edges            {meta['num_edges']:,} rows, {s.get('num_csr_entries', 0):,} CSR entries"
         + (" (directed)" if meta["directed"] else " (undirected)"),
         f"  classes          {meta['num_classes']}",
-        f"  splits           " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()),
+        "  splits           " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()),
         f"  isolated nodes   {s.get('isolated_nodes', 0):,}",
         f"  mean degree      {s.get('mean_degree', 0):.2f} (max {s.get('max_degree', 0):,})",
         f"  label homophily  {s.get('label_homophily')}",

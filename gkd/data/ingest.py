@@ -36,14 +36,14 @@ from gkd.runtime import init_ray
 log = logging.getLogger(__name__)
 
 # Knobs that change how fast ingest runs, not what it writes: left out of the config hash.
-_RUNTIME_ONLY = {"overwrite": True, "encoder": {"num_actors", "batch_size", "num_cpus_per_actor",
-                 "num_gpus_per_actor", "device", "torch_threads", "cache", "cache_dir"}}
+_RUNTIME_ENCODER_KEYS = ("num_actors", "batch_size", "num_cpus_per_actor", "num_gpus_per_actor", "device",
+                         "torch_threads", "cache", "cache_dir")
 
 
 def config_hash(icfg: IngestConfig) -> str:
     d = icfg.model_dump(mode="json")
     d.pop("overwrite")
-    for k in _RUNTIME_ONLY["encoder"]:
+    for k in _RUNTIME_ENCODER_KEYS:
         d["encoder"].pop(k)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -22,7 +22,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from gkd.data.raw import EDGE_SCHEMA, SPLITS
 from gkd.errors import GraphStoreError

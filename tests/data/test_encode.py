@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from gkd.config import EncoderConfig
 from gkd.data.encode import FeatureCache, HashingEncoder, encoder_id, make_encoder, text_hashes

@@ -2,10 +2,7 @@
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
-import torch
 
-from gkd.data.store import TAG
 from gkd.llm import rationale
 from gkd.llm.features import OutputWriter, TeacherReadout, evaluate
 from gkd.llm.models import load_teacher
