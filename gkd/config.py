@@ -245,6 +245,65 @@ class TeacherConfig(Strict):
     seed: int = 0
 
 
+class PanConfig(Strict):
+    """Pan et al.: interpreter on rationale-augmented inputs, then student alignment to it."""
+
+    key_edge_repeat: int = Field(2, ge=1)  # messages from key neighbours count this many times
+    fallback_key_neighbors: int = Field(2, ge=0)  # when the LLM names none: most keyword-similar neighbours
+    interpreter_epochs: int | None = Field(None, ge=1)  # None = distill.epochs
+    output_weight: float = Field(1.0, ge=0)  # MSE student vs interpreter output distributions
+    semantic_weight: float = Field(1.0, ge=0)  # feature alignment on the most keyword-shifted nodes
+    structural_weight: float = Field(1.0, ge=0)  # feature alignment on the most re-weighted neighbourhoods
+    top_fraction: float = Field(0.2, gt=0, le=1)  # share of rationale nodes in each alignment set
+    soft_weight: float = Field(1.0, ge=0)  # interpreter: KL to LLM soft labels
+
+
+class DistillConfig(Strict):
+    """Student stage: neighbour-sampled GNN distillation on Ray Train (DDP)."""
+
+    gnn: Literal["gcn", "sage", "gat", "gin"] = "sage"
+    method: Literal["vanilla", "kd", "lingugkd", "pan", "all"] = "all"
+    hidden: int = Field(128, ge=4)
+    num_layers: int = Field(2, ge=1, le=6)
+    dropout: float = Field(0.5, ge=0, lt=1)
+    heads: int = Field(4, ge=1)  # GAT only
+    fanouts: list[int] = [15, 10]  # per layer, -1 = all neighbours
+    batch_size: int = Field(256, ge=1)  # seed nodes per worker and step
+    epochs: int = Field(100, ge=1)
+    patience: int = Field(20, ge=1)  # early stopping on validation accuracy
+    lr: float = Field(5e-3, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    # classic KD / pseudo labels
+    kd_temperature: float = Field(2.0, gt=0)
+    kd_weight: float = Field(1.0, ge=0)
+    pseudo_threshold: float = Field(0.7, gt=0, le=1)
+    pseudo_weight: float = Field(0.5, ge=0)
+    unlabeled_seeds: int = Field(2048, ge=0)  # extra random seed nodes for losses defined on every node
+    # LinguGKD
+    nce_temperature: float = Field(0.07, gt=0)
+    learn_mix: bool = True  # learnable softmax CE/distill mix (as in LinguGKD); False = 0.5/0.5
+    pan: PanConfig = Field(default_factory=PanConfig)
+    # Ray Train
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    num_cpus_per_worker: float = Field(1.0, gt=0)
+    torch_threads: int | None = Field(1, ge=1)
+    max_failures: int = Field(2, ge=0)
+    checkpoint_every: int = Field(5, ge=1)  # epochs between checkpoints (= Ray Train reports); the last always
+    device: str = "auto"  # driver-side full-graph inference: auto | cpu | cuda | cuda:N
+    infer_batch_size: int = Field(4096, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fanouts_match_layers(self):
+        if len(self.fanouts) != self.num_layers:
+            raise ValueError(f"fanouts has {len(self.fanouts)} entries but num_layers={self.num_layers}; "
+                             "give one fan-out per layer")
+        if any(f == 0 or f < -1 for f in self.fanouts):
+            raise ValueError(f"fanouts must be positive or -1 (all neighbours), got {self.fanouts}")
+        return self
+
+
 class RayConfig(Strict):
     """Where to run: address None joins RAY_ADDRESS if set, else starts a local cluster."""
 
@@ -262,6 +321,7 @@ class ExperimentConfig(Strict):
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     rationale: RationaleConfig = Field(default_factory=RationaleConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
 
     @property
     def graph_dir(self) -> Path:

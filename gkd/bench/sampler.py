@@ -1,0 +1,222 @@
+"""Neighbour-sampling throughput: gkd's CSRSampler (NodeLoader) vs PyG's NeighborLoader on torch-sparse.
+
+  python -m gkd.bench.sampler --out bench/results/sampler.json
+
+Same graph, seeds, fan-outs and batch size; each side in its own subprocess with one torch thread.
+The PyG side imports torch-sparse from ~/.cache/gkd-bench-wheels/site (wheels built from source,
+installed there once), so the project venv never sees it. Graphs: (a) 200k nodes / 4M random
+undirected edges (DESIGN's orientation number), (b) the store under --graph-dir when it exists.
+One side alone (prints its JSON): python -m gkd.bench.sampler --side ours --graph <csr.npz>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("gkd.bench.sampler")
+
+WHEEL_DIR = Path("~/.cache/gkd-bench-wheels").expanduser()
+BUILD_COMMANDS = [
+    "MAX_JOBS=2 .venv/bin/pip wheel --no-build-isolation --no-deps torch-scatter==2.1.2 -w ~/.cache/gkd-bench-wheels",
+    "MAX_JOBS=2 .venv/bin/pip wheel --no-build-isolation --no-deps torch-sparse==0.6.18 -w ~/.cache/gkd-bench-wheels",
+]
+
+
+def orientation_csr(path: Path, num_nodes: int = 200_000, num_edges: int = 4_000_000, seed: int = 0) -> Path:
+    """DESIGN's orientation graph (random edges, made undirected) as csr.npz, built once."""
+    from gkd.data.store import build_csr, save_csr
+
+    if not path.is_file():
+        rng = np.random.default_rng(seed)
+        src, dst = rng.integers(0, num_nodes, num_edges), rng.integers(0, num_nodes, num_edges)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_csr(path, *build_csr(src, dst, num_nodes))
+    return path
+
+
+def torch_sparse_site(wheel_dir: Path = WHEEL_DIR) -> Path | None:
+    """The --target dir holding torch-sparse/-scatter (installed from the wheels once), or None."""
+    site = wheel_dir / "site"
+    if (site / "torch_sparse").is_dir():
+        return site
+    wheels = sorted(wheel_dir.glob("torch_scatter-2.1.2-*.whl")) + sorted(wheel_dir.glob("torch_sparse-0.6.18-*.whl"))
+    if len(wheels) < 2:
+        return None
+    log.info("installing %s into %s", [w.name for w in wheels], site)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(site), *map(str, wheels)],
+                   check=True)
+    return site
+
+
+def make_loader(side: str, indptr: np.ndarray, indices: np.ndarray, seeds, fanouts: list[int], batch_size: int):
+    """'ours': CSRSampler in NodeLoader; 'pyg': NeighborLoader over edge_index (torch-sparse backend)."""
+    import torch
+
+    if side == "ours":
+        from torch_geometric.loader import NodeLoader
+
+        from gkd.gnn.sampler import CSRSampler, node_data
+
+        sampler = CSRSampler(indptr, indices, fanouts, seed=0)
+        return NodeLoader(node_data(num_nodes=len(indptr) - 1), node_sampler=sampler, input_nodes=seeds,
+                          batch_size=batch_size, shuffle=False), "gkd CSRSampler"
+    import torch_geometric.typing
+    from torch_geometric.data import Data
+    from torch_geometric.loader import NeighborLoader
+
+    if not torch_geometric.typing.WITH_TORCH_SPARSE or torch_geometric.typing.WITH_PYG_LIB:
+        raise SystemExit(
+            f"--side pyg needs torch-sparse importable and pyg-lib absent (WITH_TORCH_SPARSE="
+            f"{torch_geometric.typing.WITH_TORCH_SPARSE}, WITH_PYG_LIB={torch_geometric.typing.WITH_PYG_LIB}); "
+            f"run it through `python -m gkd.bench.sampler`, which puts {WHEEL_DIR / 'site'} on PYTHONPATH"
+        )
+    import torch_sparse
+
+    n = len(indptr) - 1
+    col = torch.repeat_interleave(torch.arange(n), torch.from_numpy(np.diff(indptr)))
+    data = Data(edge_index=torch.stack([torch.from_numpy(indices).long(), col]), num_nodes=n)
+    loader = NeighborLoader(data, num_neighbors=fanouts, input_nodes=seeds, batch_size=batch_size, shuffle=False)
+    return loader, f"PyG NeighborLoader, torch-sparse {torch_sparse.__version__}"
+
+
+def run_side(side: str, graph: Path, fanouts: list[int], batch_size: int, num_seeds: int, min_seconds: float) -> dict:
+    """In this process: load, warm up one epoch, time whole epochs for >= min_seconds."""
+    import torch
+
+    torch.set_num_threads(1)
+    import torch_geometric.loader  # noqa: F401  (imports before the baseline: both sides pay them)
+
+    import gkd.gnn.sampler  # noqa: F401
+
+    with np.load(graph) as z:
+        indptr, indices = z["indptr"], z["indices"]
+    base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    n = len(indptr) - 1
+    seeds = torch.from_numpy(np.random.default_rng(0).permutation(n)[: min(num_seeds, n)])
+    t_build = time.perf_counter()
+    loader, backend = make_loader(side, indptr, indices, seeds, fanouts, batch_size)
+    build_s = time.perf_counter() - t_build
+    for _ in loader:  # warm-up epoch
+        pass
+    batches = seen = nodes = edges = 0
+    t0, c0 = time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < min_seconds:
+        for b in loader:
+            batches += 1
+            seen += b.batch_size
+            nodes += b.num_nodes
+            edges += b.edge_index.size(1)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "backend": backend,
+        "seeds_per_s": round(seen / wall, 1),
+        "seeds_per_cpu_s": round(seen / cpu, 1),
+        "timed_s": round(wall, 2),
+        "timed_batches": batches,
+        "seeds_per_epoch": len(seeds),
+        "mean_sampled_nodes_per_batch": round(nodes / batches, 1),
+        "mean_sampled_edges_per_batch": round(edges / batches, 1),
+        "peak_rss_rise_mib": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kib) / 1024, 1),
+        "loader_build_s": round(build_s, 2),
+        "loadavg_1m_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def measure(side: str, graph: Path, args, site: Path | None) -> dict:
+    """run_side in a fresh `python -m gkd.bench.sampler --side ...` subprocess; its JSON back."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if side == "pyg":
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
+    cmd = [sys.executable, "-m", "gkd.bench.sampler", "--side", side, "--graph", str(graph),
+           "--fanouts", args.fanouts, "--batch-size", str(args.batch_size), "--num-seeds", str(args.num_seeds),
+           "--min-seconds", str(args.min_seconds)]
+    log.info("%s side on %s", side, graph)
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode} (see its stderr above)")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    import psutil
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "loadavg_1m_at_start": round(os.getloadavg()[0], 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="bench/results/sampler.json")
+    ap.add_argument("--workdir", default="bench/work/sampler", help="where graph (a) is cached")
+    ap.add_argument("--graph-dir", default="bench/work/teacher_debian/graph", help="graph store for graph (b)")
+    ap.add_argument("--fanouts", default="15,10")
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--num-seeds", type=int, default=16_384, help="seeds per epoch (a seeded random subset)")
+    ap.add_argument("--min-seconds", type=float, default=10.0)
+    ap.add_argument("--side", choices=["ours", "pyg"], help="run one side in this process, print its JSON")
+    ap.add_argument("--graph", type=Path, help="csr.npz for --side (default: graph (a))")
+    args = ap.parse_args(argv)
+    from gkd.runtime import setup_logging
+
+    setup_logging()
+    fanouts = [int(f) for f in args.fanouts.split(",")]
+
+    if args.side:
+        graph = args.graph or orientation_csr(Path(args.workdir) / "orientation.npz")
+        print(json.dumps(run_side(args.side, graph, fanouts, args.batch_size, args.num_seeds, args.min_seconds)))
+        return 0
+
+    site = torch_sparse_site()
+    if site is None:
+        print(f"torch-sparse wheels are not in {WHEEL_DIR} yet (torch_scatter-2.1.2-*.whl and "
+              f"torch_sparse-0.6.18-*.whl). Build them (about 40 min on 2 cores) with:\n  "
+              + "\n  ".join(BUILD_COMMANDS) + "\nthen rerun this command.", file=sys.stderr)
+        return 2
+
+    graphs = [("orientation-200k-4M", orientation_csr(Path(args.workdir) / "orientation.npz"))]
+    debian = Path(args.graph_dir) / "csr.npz"
+    if debian.is_file():
+        meta = Path(args.graph_dir) / "meta.json"
+        graphs.append((json.loads(meta.read_text())["name"] if meta.is_file() else str(args.graph_dir), debian))
+    else:
+        log.info("no graph store at %s: graph (b) skipped", args.graph_dir)
+
+    result = {"machine": machine(), "torch_threads": 1, "graphs": []}
+    for name, path in graphs:
+        with np.load(path) as z:
+            num_nodes, num_edges = len(z["indptr"]) - 1, len(z["indices"])
+        ours, pyg = measure("ours", path, args, site), measure("pyg", path, args, site)
+        result["graphs"].append({
+            "name": name, "csr": str(path), "num_nodes": num_nodes, "num_edges": num_edges,  # CSR entries
+            "fanouts": fanouts,
+            "batch_size": args.batch_size, "ours": ours, "pyg": pyg,
+            "seeds_per_s_ratio_vs_pyg": round(ours["seeds_per_s"] / pyg["seeds_per_s"], 2),
+        })
+    result["seeds_per_s_ratio_vs_pyg"] = result["graphs"][0]["seeds_per_s_ratio_vs_pyg"]
+    result["command"] = "python -m gkd.bench.sampler " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

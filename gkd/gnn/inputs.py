@@ -1,0 +1,168 @@
+"""Everything the distillation workers read, as one dict of numpy arrays (put once in the object store).
+
+The teacher covers a budget of nodes, not the graph, so its outputs are stored compactly:
+`t_pos` (N,) int32 maps a node to its row in `t_soft` (M, C) / `t_feats` (K+1, M, d), -1 when the
+teacher never saw it; losses are masked by `t_pos >= 0`, uncovered rows are never filled with noise.
+Pan's rationale inputs are compact the same way (`kw_pos` -> `kw_emb`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from gkd.config import EncoderConfig, PanConfig
+from gkd.data.store import TAG
+from gkd.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "unlabeled": 3}
+TRAIN, VAL, TEST, UNLABELED = 0, 1, 2, 3
+
+
+def split_codes(split: np.ndarray) -> np.ndarray:
+    """(N,) split names -> (N,) int8 codes (TRAIN, VAL, TEST, UNLABELED)."""
+    out = np.full(len(split), UNLABELED, dtype=np.int8)
+    for name, code in SPLIT_CODES.items():
+        out[split == name] = code
+    return out
+
+
+def graph_arrays(tag: TAG) -> dict:
+    """CSR, features (N, d) float32, labels (N,) int64, split codes (N,) int8."""
+    if tag.x is None:
+        raise DataError(f"{tag.graph_dir}/x.npy is not loaded: the student needs node features")
+    return {"indptr": np.asarray(tag.indptr, dtype=np.int64), "indices": np.asarray(tag.indices, dtype=np.int64),
+            "x": np.ascontiguousarray(tag.x, dtype=np.float32), "y": tag.labels.astype(np.int64),
+            "split": split_codes(tag.split), "num_classes": tag.num_classes}
+
+
+def teacher_arrays(teacher_dir: Path, num_nodes: int, num_classes: int) -> dict:
+    """teacher/{covered,soft,feat_hop*}.npy -> t_pos (N,), t_soft (M, C), t_feats (K+1, M, d) float16."""
+    teacher_dir = Path(teacher_dir)
+    cov_path = teacher_dir / "covered.npy"
+    if not cov_path.is_file():
+        raise DataError(f"{cov_path} is missing: run `gkd teacher` first (or choose distill.method=vanilla)")
+    covered = np.load(cov_path)
+    soft = np.load(teacher_dir / "soft.npy", mmap_mode="r")
+    hops = sorted(teacher_dir.glob("feat_hop*.npy"), key=lambda p: int(p.stem.removeprefix("feat_hop")))
+    if covered.shape != (num_nodes,) or soft.shape != (num_nodes, num_classes):
+        raise DataError(f"{teacher_dir}: covered {covered.shape} / soft {soft.shape} do not match the graph's "
+                        f"{num_nodes} nodes x {num_classes} classes; rerun `gkd teacher` on this graph")
+    if not hops:
+        raise DataError(f"{teacher_dir} has no feat_hop*.npy files: rerun `gkd teacher`")
+    idx = np.flatnonzero(covered)
+    if len(idx) == 0:
+        raise DataError(f"{cov_path} marks no node as covered: the teacher stage wrote no outputs")
+    t_soft = np.asarray(soft[idx], dtype=np.float32)
+    bad = ~np.isfinite(t_soft).all(1) | (t_soft.sum(1) <= 0)
+    if bad.any():
+        raise DataError(f"{teacher_dir}/soft.npy: {int(bad.sum())} covered rows are not distributions "
+                        f"(first node {int(idx[bad][0])}); rerun `gkd teacher`")
+    feats = np.stack([np.asarray(np.load(p, mmap_mode="r")[idx], dtype=np.float16) for p in hops])
+    pos = np.full(num_nodes, -1, dtype=np.int32)
+    pos[idx] = np.arange(len(idx), dtype=np.int32)
+    return {"t_pos": pos, "t_soft": t_soft, "t_feats": feats}
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+    return (a * b).sum(-1)
+
+
+def keyword_embeddings(table, encoder: EncoderConfig, cache: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Rationale rows -> (nodes with keywords (R,), their joined keywords embedded by the graph's encoder (R, d))."""
+    from gkd.data.encode import make_encoder
+
+    nodes, texts = [], []
+    for n, kws in zip(table["node_id"].to_pylist(), table["keywords"].to_pylist()):
+        words = [k.strip() for k in kws or [] if k and k.strip()]
+        if words:
+            nodes.append(n)
+            texts.append(", ".join(words))
+    nodes = np.asarray(nodes, dtype=np.int64)
+    if cache is not None and cache.is_file():
+        got = np.load(cache)
+        if np.array_equal(got["nodes"], nodes):
+            return nodes, got["emb"]
+    emb = make_encoder(encoder).encode(texts) if texts else np.zeros((0, 1), np.float32)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, nodes=nodes, emb=emb)
+    return nodes, np.asarray(emb, dtype=np.float32)
+
+
+def rationale_arrays(table, arrays: dict, encoder: EncoderConfig, cfg: PanConfig,
+                     cache: Path | None = None) -> tuple[dict, dict]:
+    """Pan's rationale-augmented inputs -> (arrays, counts).
+
+    kw_pos (N,) -> kw_emb (R, d): keyword embeddings; key_codes: sorted dst * N + src of key-neighbour
+    edges (up-weighted in the interpreter); r_pos (N,) -> r_soft (R', C): the LLM's soft labels;
+    sem_score / struct_score (N,): how far the keywords moved a node's input, and the share of its
+    neighbourhood weight the key neighbours changed (NaN where there is no rationale).
+    """
+    indptr, indices, x = arrays["indptr"], arrays["indices"], arrays["x"]
+    n = len(indptr) - 1
+    ids = np.asarray(table["node_id"].to_numpy(), dtype=np.int64)
+    if len(ids) and (ids.min() < 0 or ids.max() >= n):
+        raise DataError(f"rationale rows name node ids outside 0..{n - 1}: were they made for another graph?")
+    counts = {"rationale_nodes": int(len(ids))}
+
+    r_pos = np.full(n, -1, dtype=np.int32)
+    r_soft = np.asarray(table["soft"].to_pylist(), dtype=np.float32).reshape(len(ids), -1)
+    if r_soft.shape[1] != arrays["num_classes"] and len(ids):
+        raise DataError(f"rationale soft labels have {r_soft.shape[1]} classes, the graph {arrays['num_classes']}")
+    r_pos[ids] = np.arange(len(ids), dtype=np.int32)
+
+    kw_nodes, kw_emb = keyword_embeddings(table, encoder, cache)
+    if len(kw_nodes) and kw_emb.shape[1] != x.shape[1]:
+        raise DataError(f"keyword embeddings are {kw_emb.shape[1]}-d but x.npy is {x.shape[1]}-d: "
+                        "ingest.encoder must be the encoder the graph was built with")
+    kw_pos = np.full(n, -1, dtype=np.int32)
+    kw_pos[kw_nodes] = np.arange(len(kw_nodes), dtype=np.int32)
+    counts["keyword_nodes"] = int(len(kw_nodes))
+
+    sem = np.full(n, np.nan, dtype=np.float32)
+    if len(kw_nodes):
+        sem[kw_nodes] = 1.0 - _cosine(kw_emb, x[kw_nodes])
+
+    # key neighbours: the LLM's own (only real edges count), else the neighbours most similar to the keywords
+    codes, llm_nodes, fallback_nodes = [], 0, 0
+    struct = np.full(n, np.nan, dtype=np.float32)
+    for node, named in zip(ids.tolist(), table["key_neighbors"].to_pylist()):
+        nbrs = indices[indptr[node] : indptr[node + 1]]
+        keys = np.intersect1d(np.asarray(named or [], dtype=np.int64), nbrs)
+        if len(keys):
+            llm_nodes += 1
+        elif cfg.fallback_key_neighbors and len(nbrs):
+            query = kw_emb[kw_pos[node]] if kw_pos[node] >= 0 else x[node]
+            sim = _cosine(x[nbrs], query[None, :])
+            keys = np.unique(nbrs[np.argsort(-sim, kind="stable")[: cfg.fallback_key_neighbors]])
+            fallback_nodes += 1
+        keys = keys[keys != node]
+        codes.append(node * n + keys)
+        extra = len(keys) * (cfg.key_edge_repeat - 1)
+        struct[node] = extra / max(len(nbrs) + extra, 1)
+    key_codes = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
+    counts.update(llm_key_neighbor_nodes=llm_nodes, fallback_key_neighbor_nodes=fallback_nodes,
+                  key_edges=int(len(key_codes)))
+    if fallback_nodes:
+        log.info("pan: %d of %d rationale nodes named no valid key neighbour; used the %d most keyword-similar "
+                 "neighbours instead", fallback_nodes, len(ids), cfg.fallback_key_neighbors)
+    out = {"r_pos": r_pos, "r_soft": r_soft, "kw_pos": kw_pos, "kw_emb": kw_emb.astype(np.float32),
+           "key_codes": key_codes.astype(np.int64), "sem_score": sem, "struct_score": struct}
+    return out, counts
+
+
+def read_teacher_accuracy(teacher_dir: Path) -> dict:
+    """The tuned teacher's accuracy/macro-F1 on its eval nodes (teacher/metrics.json), {} if absent."""
+    path = Path(teacher_dir) / "metrics.json"
+    if not path.is_file():
+        return {}
+    m = json.loads(path.read_text())
+    return {k: m[k] for k in ("zero_shot", "tuned", "test_nodes") if k in m}

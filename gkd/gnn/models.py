@@ -1,0 +1,79 @@
+"""The student zoo: GCN, GraphSAGE, GAT, GIN (PyG layers) with per-layer representations.
+
+Every model is `L` message-passing layers of width `hidden` and a linear head. `forward` returns the
+logits and the list of layer outputs h_1..h_L, so the distillation losses can reach each layer
+(LinguGKD aligns h_l to the teacher's hop-l features; Pan aligns h_L to the interpreter's).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import GATConv, GCNConv, GINConv, SAGEConv
+from torch_geometric.utils import trim_to_layer
+
+from gkd.errors import ConfigError
+
+
+def _gcn(d_in: int, hidden: int, heads: int) -> nn.Module:
+    return GCNConv(d_in, hidden)
+
+
+def _sage(d_in: int, hidden: int, heads: int) -> nn.Module:
+    return SAGEConv(d_in, hidden)
+
+
+def _gat(d_in: int, hidden: int, heads: int) -> nn.Module:
+    if hidden % heads:
+        raise ConfigError(f"distill.hidden={hidden} must be a multiple of distill.heads={heads} for GAT")
+    return GATConv(d_in, hidden // heads, heads=heads)
+
+
+def _gin(d_in: int, hidden: int, heads: int) -> nn.Module:
+    return GINConv(nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden)), train_eps=True)
+
+
+CONVS = {"gcn": _gcn, "sage": _sage, "gat": _gat, "gin": _gin}
+
+
+class GNN(nn.Module):
+    """(n, d_in) node features + edge_index (2, e) -> logits (n, C), [h_1..h_L] each (n, hidden)."""
+
+    def __init__(self, kind: str, in_dim: int, hidden: int, num_classes: int, num_layers: int,
+                 dropout: float = 0.5, heads: int = 4):
+        super().__init__()
+        if kind not in CONVS:
+            raise ConfigError(f"distill.gnn={kind!r} is not one of {sorted(CONVS)}")
+        self.kind, self.in_dim, self.hidden, self.num_classes = kind, in_dim, hidden, num_classes
+        self.num_layers, self.dropout, self.heads = num_layers, dropout, heads
+        dims = [in_dim] + [hidden] * num_layers
+        self.convs = nn.ModuleList(CONVS[kind](dims[i], hidden, heads) for i in range(num_layers))
+        self.head = nn.Linear(hidden, num_classes)
+
+    def spec(self) -> dict:
+        """Constructor arguments (what a loader needs to rebuild the model)."""
+        return {"kind": self.kind, "in_dim": self.in_dim, "hidden": self.hidden, "num_classes": self.num_classes,
+                "num_layers": self.num_layers, "dropout": self.dropout, "heads": self.heads}
+
+    def layer(self, i: int, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """Layer i (0-based) on (n, d) -> (n, hidden); used by sampled training and layer-wise inference."""
+        h = F.dropout(h, p=self.dropout, training=self.training)
+        return F.relu(self.convs[i](h, edge_index))
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, num_sampled_nodes: list[int] | None = None,
+                num_sampled_edges: list[int] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """With the per-hop counts of a sampled batch, layer i drops the outermost hops it cannot use
+        (PyG's trim_to_layer); rows 0..batch_size-1 are the seeds either way."""
+        h, reps = x, []
+        for i in range(self.num_layers):
+            if num_sampled_nodes is not None:
+                h, edge_index, _ = trim_to_layer(i, num_sampled_nodes, num_sampled_edges, h, edge_index)
+            h = self.layer(i, h, edge_index)
+            reps.append(h)
+        return self.head(F.dropout(h, p=self.dropout, training=self.training)), reps
+
+
+def build_gnn(spec: dict) -> GNN:
+    return GNN(spec["kind"], spec["in_dim"], spec["hidden"], spec["num_classes"], spec["num_layers"],
+               spec.get("dropout", 0.5), spec.get("heads", 4))

@@ -1,0 +1,382 @@
+"""Neighbour-sampled distillation of the student (or Pan's interpreter) on Ray Train, DDP.
+
+Ray-free core: `seed_nodes`, `Distiller` (model + loss mix in one module, so DDP sees every
+parameter) and `fit`, which runs epochs over this rank's shard of seeds, validates, early-stops
+and hands a checkpoint to `report` each epoch. `train_loop` is the Ray Train worker around it;
+`train_distributed` the driver side. Same seed + one worker = the same run, bit for bit; a run
+resumed from a checkpoint repeats the uninterrupted one because every random draw is keyed by
+(seed, epoch, rank).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from gkd.config import DistillConfig
+from gkd.errors import GkdError
+from gkd.gnn import losses as L
+from gkd.gnn.inputs import TRAIN, VAL
+from gkd.gnn.models import GNN
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+# the losses each method mixes; "interpreter" is Pan's teacher-side GNN on rationale-augmented inputs
+METHOD_LOSSES = {
+    "vanilla": ("ce",),
+    "kd": ("ce", "kd"),
+    "lingugkd": ("ce", "nce"),
+    "pan": ("ce", "pseudo", "pan"),
+    "all": ("ce", "kd", "pseudo", "nce", "pan"),
+    "interpreter": ("ce", "soft", "pseudo"),
+}
+
+
+def tensors(arrays: dict) -> dict:
+    """numpy arrays (possibly read-only, straight from the object store) -> torch tensors without a copy."""
+    out = {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        for k, v in arrays.items():
+            out[k] = torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+    return out
+
+
+def seed_nodes(arrays: dict, losses: tuple[str, ...], unlabeled_seeds: int, seed: int) -> np.ndarray:
+    """Sorted seed nodes of an epoch: labelled train nodes, plus every node a chosen loss has a target for."""
+    y, split = arrays["y"], arrays["split"]
+    keep = (split == TRAIN) & (y >= 0)
+    if {"kd", "nce"} & set(losses) and "t_pos" in arrays:
+        keep |= arrays["t_pos"] >= 0
+    if {"soft", "pseudo"} & set(losses) and "l_pos" in arrays:
+        keep |= arrays["l_pos"] >= 0
+    if "pan" in losses and "kw_pos" in arrays:
+        keep |= arrays["r_pos"] >= 0
+    if "pan" in losses and unlabeled_seeds:
+        rest = np.flatnonzero(~keep & (split != VAL))
+        rng = np.random.default_rng([seed, 53])
+        keep[rng.choice(rest, size=min(unlabeled_seeds, len(rest)), replace=False)] = True
+    return np.flatnonzero(keep)
+
+
+def epoch_shard(seeds: np.ndarray, seed: int, epoch: int, rank: int, world: int, batch_size: int) -> np.ndarray:
+    """This rank's seeds for the epoch: one seeded shuffle, then equal strided shards (wrapping), so every
+    rank runs the same number of batches (DDP needs that)."""
+    order = seeds[np.random.default_rng([seed, epoch]).permutation(len(seeds))]
+    per_rank = math.ceil(len(order) / world)
+    return order[(rank + world * np.arange(per_rank)) % len(order)]
+
+
+class Distiller(nn.Module):
+    """The GNN plus the learnable parts of the loss (LinguGKD projectors and mixes); forward -> (loss, parts)."""
+
+    def __init__(self, gnn: GNN, cfg: DistillConfig, losses: tuple[str, ...], teacher_dim: int | None,
+                 hops: int):
+        super().__init__()
+        self.gnn, self.cfg, self.losses = gnn, cfg, losses
+        self.aligned = min(gnn.num_layers, hops) if "nce" in losses else 0
+        self.align = None
+        if self.aligned:
+            self.align = L.LayerAdaptiveAlignment([gnn.hidden] * self.aligned, teacher_dim,
+                                                  temperature=cfg.nce_temperature, learn_mix=cfg.learn_mix)
+
+    def forward(self, x, edge_index, nsn, nse, bs: int, t: dict) -> tuple[torch.Tensor, dict]:
+        """x (n, d), edge_index (2, e); t: targets of the bs seeds (see `batch_targets`)."""
+        cfg, want = self.cfg, self.losses
+        logits, reps = self.gnn(x, edge_index, nsn, nse)
+        logits, reps = logits[:bs], [r[:bs] for r in reps]
+        parts = {"ce": L.cross_entropy(logits, t["y"], t["train"])}
+        total = parts["ce"]
+        if "nce" in want:
+            feats = [t["feats"][k + 1] for k in range(self.aligned)]
+            parts["nce"] = self.align(reps[: self.aligned], feats, t["classes"], t["covered"])
+            total = self.align.mix(parts["ce"], parts["nce"])
+        if "kd" in want:
+            parts["kd"] = L.kd_kl(logits, t["soft"], cfg.kd_temperature, t["covered"])
+            total = total + cfg.kd_weight * parts["kd"]
+        if "soft" in want:  # the interpreter fits the LLM's soft labels at T = 1
+            parts["soft"] = L.kd_kl(logits, t["l_soft"], 1.0, t["l_covered"])
+            total = total + cfg.pan.soft_weight * parts["soft"]
+        if "pseudo" in want:
+            parts["pseudo"], _ = L.pseudo_label_ce(logits, t["l_soft"], cfg.pseudo_threshold,
+                                                   t["l_covered"] & ~t["train"])
+            total = total + cfg.pseudo_weight * parts["pseudo"]
+        if "pan" in want:
+            p = cfg.pan
+            everyone = torch.ones_like(t["train"])
+            parts["pan_out"] = L.output_mse(logits, t["i_logits"], everyone)
+            parts["pan_sem"] = L.feature_alignment(reps[-1], t["i_hidden"], t["sem_w"])
+            parts["pan_struct"] = L.feature_alignment(reps[-1], t["i_hidden"], t["struct_w"])
+            total = total + p.output_weight * parts["pan_out"] + p.semantic_weight * parts["pan_sem"] \
+                + p.structural_weight * parts["pan_struct"]
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def keyword_inputs(A: dict, n_id: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Pan's interpreter input (n, d + d_kw): x joined with the node's keyword embedding (zeros without)."""
+    kw = torch.zeros((len(n_id), A["kw_emb"].shape[1]), dtype=x.dtype, device=x.device)
+    pos = A["kw_pos"][n_id].long()
+    has = pos >= 0
+    if has.any():
+        kw[has] = A["kw_emb"][pos[has]].to(x.device, x.dtype)
+    return torch.cat([x, kw], dim=1)
+
+
+def repeat_key_edges(A: dict, n_id: torch.Tensor, edge_index: torch.Tensor, repeat: int) -> torch.Tensor:
+    """Edges from a node's key neighbours appear `repeat` times (their messages weigh that much more)."""
+    codes = A["key_codes"]
+    if repeat <= 1 or len(codes) == 0 or edge_index.size(1) == 0:
+        return edge_index
+    n = A["x"].shape[0]
+    ei = edge_index.cpu()
+    e = n_id[ei[1]] * n + n_id[ei[0]]
+    at = torch.searchsorted(codes, e).clamp(max=len(codes) - 1)
+    hit = codes[at] == e
+    if not hit.any():
+        return edge_index
+    return torch.cat([edge_index] + [edge_index[:, hit.to(edge_index.device)]] * (repeat - 1), dim=1)
+
+
+def batch_targets(A: dict, n_id: torch.Tensor, bs: int, losses: tuple[str, ...], device) -> dict:
+    """Per-seed targets: labels, masks, teacher soft labels / features, interpreter outputs, Pan weights."""
+    seeds = n_id[:bs]
+    y = A["y"][seeds]
+    train = (A["split"][seeds] == TRAIN) & (y >= 0)
+    t = {"y": y.clamp(min=0), "train": train}
+    if "t_pos" in A and {"kd", "nce"} & set(losses):
+        pos = A["t_pos"][seeds].long()
+        covered = pos >= 0
+        p = pos.clamp(min=0)
+        t["soft"] = A["t_soft"][p]
+        t["covered"] = covered
+        if "nce" in losses:
+            t["feats"] = [f[p].float() for f in A["t_feats"]]
+            # in-batch negatives are nodes of another class: gold labels on train nodes, the teacher's elsewhere
+            t["classes"] = torch.where(train, y, torch.where(covered, t["soft"].argmax(1), -1))
+    if {"soft", "pseudo"} & set(losses):  # the LLM's soft labels (teacher where it ran, else the rationale's)
+        pos = A["l_pos"][seeds].long()
+        t["l_covered"] = pos >= 0
+        t["l_soft"] = A["l_soft"][pos.clamp(min=0)] if len(A["l_soft"]) else torch.zeros((bs, A["num_classes"]))
+    if "pan" in losses:
+        t["i_logits"] = A["i_logits"][seeds].float()
+        t["i_hidden"] = A["i_hidden"][seeds].float()
+        t["sem_w"] = A["sem_w"][seeds].float()
+        t["struct_w"] = A["struct_w"][seeds].float()
+    return {k: ([v.to(device) for v in val] if isinstance(val, list) else val.to(device)) for k, val in t.items()}
+
+
+def _loader(A: dict, nodes: np.ndarray, fanouts: list[int], batch_size: int, seed: int):
+    from torch_geometric.loader import NodeLoader
+
+    from gkd.gnn.sampler import make_sampler, node_data
+
+    data = node_data(A["x"], A["y"], A["x"].shape[0])
+    sampler = make_sampler(A["indptr"], A["indices"], fanouts, seed=seed)
+    return NodeLoader(data, node_sampler=sampler, input_nodes=torch.from_numpy(np.asarray(nodes, dtype=np.int64)),
+                      batch_size=batch_size, shuffle=False)
+
+
+def _step_seed(seed: int, *keys: int) -> int:
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
+
+
+def _inputs(A: dict, batch, mode: str, repeat: int, device):
+    x, ei = batch.x, batch.edge_index
+    nsn, nse = batch.num_sampled_nodes, batch.num_sampled_edges
+    if mode == "interpreter":
+        x = keyword_inputs(A, batch.n_id, x)
+        ei = repeat_key_edges(A, batch.n_id, ei, repeat)
+        nsn = nse = None  # repeated edges break the per-hop edge counts trim_to_layer relies on
+    return x.to(device), ei.to(device), nsn, nse
+
+
+@torch.no_grad()
+def evaluate_sampled(gnn: GNN, A: dict, nodes: np.ndarray, cfg: DistillConfig, mode: str, device) -> tuple[int, int]:
+    """(correct, total) on labelled `nodes`, one sampled neighbourhood each (a fixed sampler seed)."""
+    gnn.eval()
+    correct = total = 0
+    for batch in _loader(A, nodes, cfg.fanouts, cfg.infer_batch_size, seed=_step_seed(cfg.seed, 10**6)):
+        x, ei, nsn, nse = _inputs(A, batch, mode, cfg.pan.key_edge_repeat, device)
+        logits, _ = gnn(x, ei, nsn, nse)
+        y = batch.y[: batch.batch_size].to(device)
+        pred = logits[: batch.batch_size].argmax(1)
+        correct += int((pred == y).sum())
+        total += int(batch.batch_size)
+    return correct, total
+
+
+def _state_bytes(state: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def fit(A: dict, config: dict, rank: int = 0, world: int = 1, prior: dict | None = None, report=None,
+        device: str = "cpu", wrap=None) -> dict:
+    """Train one model on this rank's seed shard -> final state {epoch, best_val, best_epoch, best_model, history}.
+
+    config: {"distill": DistillConfig dump, "mode": method or "interpreter", "spec": GNN spec, "teacher_dim",
+    "hops"}. report(metrics, state) is called once per epoch (the Ray layer turns it into a checkpoint);
+    wrap(module) -> module adds DDP. `prior` is the state of a checkpoint to resume from.
+    """
+    import torch.distributed as dist
+
+    cfg = DistillConfig.model_validate(config["distill"])
+    mode = config["mode"]
+    losses = METHOD_LOSSES[mode]
+    A = tensors(A)
+    torch.manual_seed(cfg.seed)
+    gnn = GNN(**config["spec"])
+    module = Distiller(gnn, cfg, losses, config.get("teacher_dim"), config.get("hops", 0)).to(device)
+    optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "best_model": None}
+    if prior is not None:
+        module.load_state_dict(prior["module"])
+        optimizer.load_state_dict(prior["optimizer"])
+        state = {k: prior[k] for k in state}
+        log.info("rank %d resumes after epoch %d (best val %.4f)", rank, state["epoch"], state["best_val"])
+    trained = wrap(module) if wrap is not None else module
+    seeds = seed_nodes({k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in A.items()},
+                       losses, cfg.unlabeled_seeds, cfg.seed)
+    val_nodes = np.flatnonzero((A["split"].numpy() == VAL) & (A["y"].numpy() >= 0))
+    val_shard = val_nodes[rank::world]
+    if len(seeds) == 0:
+        raise GkdError(f"distill ({mode}): no seed node has a label or a teacher target")
+    if rank == 0:
+        log.info("%s: %d seed nodes, %d val nodes, %d workers, losses %s", mode, len(seeds), len(val_nodes),
+                 world, "+".join(losses))
+    t0 = time.perf_counter()
+    for epoch in range(state["epoch"], cfg.epochs):
+        if state["bad_epochs"] >= cfg.patience:
+            break
+        shard = epoch_shard(seeds, cfg.seed, epoch, rank, world, cfg.batch_size)
+        torch.manual_seed(_step_seed(cfg.seed, epoch, rank))  # dropout draws
+        trained.train()
+        sums, steps = {}, 0
+        for batch in _loader(A, shard, cfg.fanouts, cfg.batch_size, seed=_step_seed(cfg.seed, epoch, rank, 1)):
+            bs = int(batch.batch_size)
+            x, ei, nsn, nse = _inputs(A, batch, mode, cfg.pan.key_edge_repeat, device)
+            t = batch_targets(A, batch.n_id, bs, losses, device)
+            loss, parts = trained(x, ei, nsn, nse, bs, t)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            for k, v in {"loss": float(loss.detach()), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v
+        correct, total = evaluate_sampled(gnn, A, val_shard, cfg, mode, device)
+        counts = torch.tensor([correct, total], dtype=torch.float64)
+        if world > 1 and dist.is_initialized():
+            dist.all_reduce(counts)
+        val_acc = float(counts[0] / counts[1]) if counts[1] else 0.0
+        improved = val_acc > state["best_val"]
+        state["epoch"] = epoch + 1
+        if improved:
+            state.update(best_val=val_acc, best_epoch=epoch + 1, bad_epochs=0,
+                         best_model=copy.deepcopy({k: v.cpu() for k, v in gnn.state_dict().items()}))
+        else:
+            state["bad_epochs"] += 1
+        metrics = {"epoch": epoch + 1, "val_acc": val_acc, "best_val_acc": state["best_val"],
+                   "train_s": round(time.perf_counter() - t0, 2),
+                   **{k: v / max(steps, 1) for k, v in sums.items()}}
+        if module.align is not None:
+            metrics["mix_ce"] = float(module.align.mix_weights()[0])
+            for k, w in enumerate(module.align.layer_weights().tolist()):
+                metrics[f"layer_w{k + 1}"] = w
+        state["history"].append(metrics)
+        if rank == 0:
+            log.info("%s epoch %d: loss %.4f val %.4f (best %.4f @ %d)", mode, epoch + 1, metrics.get("loss", 0.0),
+                     val_acc, state["best_val"], state["best_epoch"])
+        last = state["epoch"] == cfg.epochs or state["bad_epochs"] >= cfg.patience
+        if report is not None and (last or state["epoch"] % cfg.checkpoint_every == 0):
+            report(metrics, {**state, "module": module.state_dict(), "optimizer": optimizer.state_dict()})
+        fault = config.get("fault")
+        if fault and rank == fault["rank"] and epoch + 1 == fault["epoch"] and not Path(fault["marker"]).exists():
+            Path(fault["marker"]).write_text(f"killed rank {rank} after epoch {epoch + 1}\n")
+            os._exit(1)  # fault injection for the resume test: the process dies like an OOM-killed worker
+    return state
+
+
+# ----------------------------------------------------------------------------- Ray Train layer
+
+
+def train_loop(config: dict) -> None:
+    """Ray Train worker: fit() on this rank's seed shard; a checkpoint per epoch from rank 0."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    if config.get("torch_threads"):
+        torch.set_num_threads(config["torch_threads"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    arrays = ray.get(config["arrays"])
+    checkpoint = ray.train.get_checkpoint()
+    prior = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            prior = torch.load(Path(d) / STATE_FILE, weights_only=False)
+
+    def report(metrics: dict, state: dict) -> None:
+        if rank != 0:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        with tempfile.TemporaryDirectory(prefix="gkd-distill-") as tmp:
+            (Path(tmp) / STATE_FILE).write_bytes(_state_bytes(state))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    def wrap(module):
+        if world == 1:
+            return module
+        return ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": True})
+
+    device = ray.train.torch.get_device() if config.get("use_gpu") else torch.device("cpu")
+    fit(arrays, config, rank, world, prior, report, device=device, wrap=wrap)
+
+
+def train_distributed(arrays_ref, config: dict, cfg: DistillConfig, storage_path: Path, name: str) -> dict:
+    """Run train_loop on cfg.num_workers Ray Train workers -> the final checkpoint's state.
+
+    A rerun with the same storage_path/name resumes from the latest checkpoint; killed workers are
+    restarted up to cfg.max_failures times, each time from the latest checkpoint.
+    """
+    from ray.train import FailureConfig, Result, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    run_dir = Path(storage_path) / name
+    try:
+        previous = Result.from_path(str(run_dir))
+    except RuntimeError:
+        previous = None
+    if previous is not None and previous.checkpoint is not None:
+        with previous.checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / STATE_FILE, weights_only=False)
+        if state["epoch"] >= cfg.epochs or state["bad_epochs"] >= cfg.patience:
+            log.info("%s already finished (epoch %d); reusing its checkpoint", name, state["epoch"])
+            return state
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={**config, "arrays": arrays_ref, "torch_threads": cfg.torch_threads,
+                           "use_gpu": cfg.use_gpu},
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                     resources_per_worker={"CPU": cfg.num_cpus_per_worker}),
+        run_config=RunConfig(storage_path=str(storage_path), name=name,
+                             failure_config=FailureConfig(max_failures=cfg.max_failures)),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise GkdError(f"distillation run {name} finished without a checkpoint under {storage_path}")
+    with result.checkpoint.as_directory() as d:
+        return torch.load(Path(d) / STATE_FILE, weights_only=False)
