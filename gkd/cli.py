@@ -107,6 +107,26 @@ def cmd_teacher(args) -> int:
     return 0
 
 
+def format_student(m: dict) -> str:
+    t, tn, teacher = m["test"], m["teacher_nodes"], m.get("teacher") or {}
+    line = (f"student {m['gnn']}/{m['method']}: test acc {t['acc']} (macro-F1 {t['macro_f1']}) on {t['nodes']:,} "
+            f"nodes, val acc {m['val']['acc']}")
+    if teacher:
+        line += (f"; on the teacher's {tn['nodes']} test nodes: student {tn['acc']} vs tuned teacher "
+                 f"{teacher.get('acc')}")
+    return line
+
+
+def cmd_distill(args) -> int:
+    from gkd.gnn import distill
+
+    cfg = config_from_args(args)
+    m = distill.run(cfg)
+    print(format_student(m))
+    print(f"  checkpoint       {cfg.workdir / 'student' / 'checkpoint'}")
+    return 0
+
+
 def cmd_models_fetch(args) -> int:
     from gkd.llm.models import load_teacher, resolve_model
 
@@ -121,9 +141,10 @@ def cmd_models_fetch(args) -> int:
 def cmd_demo(args) -> int:
     """The stages built so far, end to end on the embedded defaults; each skips what is done."""
     from gkd.data import ingest
+    from gkd.gnn import distill
     from gkd.llm import rationale, teacher
 
-    print("gkd demo: ingest -> rationale -> teacher (distill, register and serve come with later issues)")
+    print("gkd demo: ingest -> rationale -> teacher -> distill (register and serve come with issue 5)")
     cfg = config_from_args(args)
     print(format_summary(ingest.run(cfg)))
     r = rationale.run(cfg)
@@ -131,6 +152,7 @@ def cmd_demo(args) -> int:
     m = teacher.run(cfg)
     print(f"teacher on {m['test_nodes']} test nodes: zero-shot acc {m['zero_shot']['acc']}, tuned acc "
           f"{m['tuned']['acc']}; outputs for {m['covered_nodes']:,} nodes in {cfg.workdir / 'teacher'}")
+    print(format_student(distill.run(cfg)))
     return 0
 
 
@@ -153,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--path", help="the source's local data (byo folder, apt lists dir, dataset root)")
         p.set_defaults(fn=fn)
     for name, fn, help_ in [("rationale", cmd_rationale, "LLM rationales for the node budget (Ray Data, resumable)"),
-                            ("teacher", cmd_teacher, "tune the teacher (Ray Train + DeepSpeed), write its outputs")]:
+                            ("teacher", cmd_teacher, "tune the teacher (Ray Train + DeepSpeed), write its outputs"),
+                            ("distill", cmd_distill, "distill the teacher into a GNN (Ray Train, sampled, DDP)")]:
         p = sub.add_parser(name, help=help_)
         add_config_args(p)
         p.set_defaults(fn=fn)

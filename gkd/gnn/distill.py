@@ -41,6 +41,11 @@ def input_key(cfg: ExperimentConfig, mode: str) -> str:
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.exists()]
     d = cfg.distill.model_dump(mode="json")
     d.update(mode=mode, files=stamp, encoder=cfg.ingest.encoder.name)
+    if mode == "interpreter":  # the interpreter does not depend on the student's method or loss weights
+        for k in ("method", "kd_temperature", "kd_weight", "nce_temperature", "learn_mix"):
+            d.pop(k)
+        for k in ("output_weight", "semantic_weight", "structural_weight", "top_fraction"):
+            d["pan"].pop(k)
     for k in ("num_workers", "num_cpus_per_worker", "max_failures", "device", "infer_batch_size", "torch_threads"):
         d.pop(k)  # how it runs, not what it computes (num_workers changes the run: it is in the run name)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -126,10 +131,9 @@ def _llm_soft(arrays: dict) -> dict:
     return {"l_pos": l_pos, "l_soft": soft}
 
 
-def train_interpreter(arrays: dict, cfg: ExperimentConfig, out: Path, device: str) -> dict:
-    """Pan's interpreter on rationale-augmented inputs -> i_logits (N, C), i_hidden (N, h) (cached on disk)."""
+def train_interpreter(arrays: dict, cfg: ExperimentConfig, idir: Path, device: str) -> dict:
+    """Pan's interpreter on rationale-augmented inputs -> i_logits (N, C), i_hidden (N, h), cached in idir."""
     d = cfg.distill
-    idir = out / "interpreter"
     key = input_key(cfg, "interpreter")
     done = idir / "metrics.json"
     if done.is_file() and json.loads(done.read_text()).get("key") == key:
@@ -138,7 +142,7 @@ def train_interpreter(arrays: dict, cfg: ExperimentConfig, out: Path, device: st
     spec = {"kind": d.gnn, "in_dim": arrays["x"].shape[1] + arrays["kw_emb"].shape[1], "hidden": d.hidden,
             "num_classes": arrays["num_classes"], "num_layers": d.num_layers, "dropout": d.dropout, "heads": d.heads}
     icfg = cfg.model_copy(update={"distill": d.model_copy(update={"epochs": d.pan.interpreter_epochs or d.epochs})})
-    state = _train(arrays, icfg, "interpreter", spec, out)
+    state = _train(arrays, icfg, "interpreter", spec, idir)
     gnn = build_gnn(spec)
     gnn.load_state_dict(state["best_model"])
     A = tensors(arrays)
@@ -165,7 +169,9 @@ def _infer(gnn: GNN, A: dict, d: DistillConfig, device: str, what: str, features
                                device, edge_hook=edge_hook, what=what)
 
 
-def run(cfg: ExperimentConfig, out_dir: Path | None = None) -> dict:
+def run(cfg: ExperimentConfig, out_dir: Path | None = None, interpreter_dir: Path | None = None) -> dict:
+    """The student stage; out_dir defaults to <workdir>/student, interpreter_dir to <out_dir>/interpreter
+    (students of different methods can share one interpreter)."""
     from gkd.data.store import TAG
     from gkd.llm.rationale import read_rationales
     from gkd.llm.teacher import eval_nodes
@@ -201,7 +207,7 @@ def run(cfg: ExperimentConfig, out_dir: Path | None = None) -> dict:
         arrays.update(pan)
         counts.update(pan_counts)
         arrays.update(_llm_soft(arrays))
-        interpreter = train_interpreter(arrays, cfg, out, device)
+        interpreter = train_interpreter(arrays, cfg, Path(interpreter_dir or out / "interpreter"), device)
         sem_w, struct_w = pan_weights(arrays, d.pan.top_fraction)
         arrays.update(i_logits=interpreter.pop("i_logits"), i_hidden=interpreter.pop("i_hidden"),
                       sem_w=sem_w, struct_w=struct_w)

@@ -1,5 +1,7 @@
 """The student zoo: GCN, GraphSAGE, GAT, GIN (PyG layers) with per-layer representations.
 
+GCN uses row normalisation D^-1 (A + I) (see `_gcn`), so layer-wise inference is exact for every kind.
+
 Every model is `L` message-passing layers of width `hidden` and a linear head. `forward` returns the
 logits and the list of layer outputs h_1..h_L, so the distillation losses can reach each layer
 (LinguGKD aligns h_l to the teacher's hop-l features; Pan aligns h_L to the interpreter's).
@@ -11,13 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GATConv, GCNConv, GINConv, SAGEConv
-from torch_geometric.utils import trim_to_layer
+from torch_geometric.utils import add_self_loops, degree, trim_to_layer
 
 from gkd.errors import ConfigError
 
 
 def _gcn(d_in: int, hidden: int, heads: int) -> nn.Module:
-    return GCNConv(d_in, hidden)
+    # normalised in GNN.layer: D^-1 (A + I) needs only each target's in-degree, so it is the same in a
+    # sampled batch, a layer-wise inference chunk and the full graph; PyG's symmetric D^-1/2 A D^-1/2
+    # would need every source node's full degree, which a chunk or a sample does not hold
+    return GCNConv(d_in, hidden, normalize=False)
 
 
 def _sage(d_in: int, hidden: int, heads: int) -> nn.Module:
@@ -59,6 +64,10 @@ class GNN(nn.Module):
     def layer(self, i: int, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """Layer i (0-based) on (n, d) -> (n, hidden); used by sampled training and layer-wise inference."""
         h = F.dropout(h, p=self.dropout, training=self.training)
+        if self.kind == "gcn":
+            edge_index, _ = add_self_loops(edge_index, num_nodes=h.size(0))
+            weight = 1.0 / degree(edge_index[1], h.size(0), dtype=h.dtype)[edge_index[1]]
+            return F.relu(self.convs[i](h, edge_index, weight))
         return F.relu(self.convs[i](h, edge_index))
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, num_sampled_nodes: list[int] | None = None,

@@ -117,8 +117,10 @@ class Distiller(nn.Module):
             p = cfg.pan
             everyone = torch.ones_like(t["train"])
             parts["pan_out"] = L.output_mse(logits, t["i_logits"], everyone)
-            parts["pan_sem"] = L.feature_alignment(reps[-1], t["i_hidden"], t["sem_w"])
-            parts["pan_struct"] = L.feature_alignment(reps[-1], t["i_hidden"], t["struct_w"])
+            # per dimension, so the alignment terms sit on the scale of the cross-entropy whatever the width
+            dim = reps[-1].shape[1]
+            parts["pan_sem"] = L.feature_alignment(reps[-1], t["i_hidden"], t["sem_w"]) / dim
+            parts["pan_struct"] = L.feature_alignment(reps[-1], t["i_hidden"], t["struct_w"]) / dim
             total = total + p.output_weight * parts["pan_out"] + p.semantic_weight * parts["pan_sem"] \
                 + p.structural_weight * parts["pan_struct"]
         return total, {k: float(v.detach()) for k, v in parts.items()}
