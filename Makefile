@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test bench bench-ingest-scale bench-teacher apt-lists clean
+.PHONY: venv demo test bench bench-ingest-scale bench-teacher bench-distill bench-sampler apt-lists clean
 
 venv: $(STAMP)
 
@@ -32,7 +32,7 @@ demo: venv apt-lists
 test: venv apt-lists
 	$(PY) -m pytest -q tests
 
-bench: bench-ingest-scale bench-teacher
+bench: bench-ingest-scale bench-teacher bench-distill bench-sampler
 
 bench-ingest-scale: venv
 	$(PY) -m gkd.bench.ingest_scale --config jobs/configs/synthetic_products.yaml --out bench/results/ingest_scale.json --workdir bench/work/ingest_scale
@@ -40,6 +40,14 @@ bench-ingest-scale: venv
 bench-teacher: venv apt-lists
 	$(PY) -m gkd.bench.teacher_debian --config jobs/configs/debian.yaml --out bench/results/teacher_debian.json --workdir bench/work/teacher_debian \
 		--set rationale.unlabeled_budget=300 --set teacher.eval_budget=300
+
+# students x methods x 3 seeds on the teacher bench's Debian graph and SmolLM2 outputs (reuses finished runs)
+bench-distill: venv
+	$(PY) -m gkd.bench.distill_debian --config jobs/configs/debian.yaml --workdir bench/work/teacher_debian --out bench/results/distill_debian.json
+
+# gkd's sampler vs PyG NeighborLoader on torch-sparse built from source (wheels cached in ~/.cache/gkd-bench-wheels)
+bench-sampler: venv
+	$(PY) -m gkd.bench.sampler --out bench/results/sampler.json --graph-dir bench/work/teacher_debian/graph
 
 clean:
 	rm -rf $(VENV) runs

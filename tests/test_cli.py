@@ -36,3 +36,9 @@ def test_source_and_path_override(tmp_path, capsys):
 def test_validate_missing_store(tmp_path, capsys):
     assert main(["validate", str(tmp_path)]) == 2
     assert "meta.json is missing" in capsys.readouterr().err
+
+
+def test_distill_without_a_graph_store_says_what_to_run(tmp_path, capsys):
+    assert main(["distill", "--out", str(tmp_path), "--set", "distill.method=vanilla"]) == 2
+    err = capsys.readouterr().err
+    assert "gkd distill: error:" in err and "run `gkd ingest`" in err

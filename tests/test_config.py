@@ -95,3 +95,12 @@ def test_overrides_parse_yaml_values_and_apply():
         parse_overrides(["ingest.encoder.name"])
     with pytest.raises(ConfigError, match="ingest.num_shards: Input should be greater than or equal to 1"):
         build_config({}, overrides=[("ingest.num_shards", 0)])
+
+
+def test_distill_fanouts_must_match_the_layers():
+    with pytest.raises(ConfigError, match=r"distill: .*fanouts has 1 entries but num_layers=2"):
+        build_config({"distill": {"fanouts": [10]}})
+    with pytest.raises(ConfigError, match="positive or -1"):
+        build_config({"distill": {"fanouts": [10, 0]}})
+    cfg = build_config({"distill": {"num_layers": 3, "fanouts": [10, -1, 5], "method": "lingugkd"}})
+    assert cfg.distill.fanouts == [10, -1, 5] and cfg.distill.method == "lingugkd"

@@ -188,7 +188,6 @@ def run(cfg: ExperimentConfig, out_dir: Path | None = None, interpreter_dir: Pat
             log.info("student %s/%s is up to date in %s; skipped", d.gnn, mode, out)
             return prior
     device = resolve_device(d.device, "distill.device")
-    init_ray(cfg.ray)
     tag = TAG.load(cfg.graph_dir)
     arrays = graph_arrays(tag)
     losses = METHOD_LOSSES[mode]
@@ -197,6 +196,7 @@ def run(cfg: ExperimentConfig, out_dir: Path | None = None, interpreter_dir: Pat
     if mode != "vanilla":
         arrays.update(teacher_arrays(tdir, tag.num_nodes, tag.num_classes))
         counts["teacher_covered"] = int((arrays["t_pos"] >= 0).sum())
+    init_ray(cfg.ray)  # after the inputs are known to be there, so a missing file fails fast
     interpreter = None
     if "pan" in losses:
         table = read_rationales(cfg.workdir)
