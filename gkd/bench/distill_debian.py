@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from gkd.bench.report import write_result
 from gkd.cli import config_from_args
 from gkd.runtime import setup_logging
 
@@ -95,11 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{teacher['test_nodes']} sampled test nodes",
         "distill_config": cfg.distill.model_dump(mode="json"),
         "runs": runs, "wall_s": round(time.time() - t0, 1),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "command": "python -m gkd.bench.distill_debian " + " ".join(argv if argv is not None else os.sys.argv[1:]),
     }
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out_json, result, "gkd.bench.distill_debian", argv)
     for r in result["rows"]:
         print(f"{r['gnn']:5s} {r['method']:9s} acc {r['acc_mean']:.4f} ± {r['acc_std']:.4f}  "
               f"F1 {r['f1_mean']:.4f}  on teacher nodes {r['teacher_nodes_acc_mean']:.4f}")

@@ -7,17 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import shlex
 import sys
 import time
-from pathlib import Path
 
-import psutil
-
-from gkd.bench.memory import GIB, PeakMemory
+from gkd.bench.memory import PeakMemory
+from gkd.bench.report import write_result
 from gkd.config import load_config, parse_overrides
 from gkd.runtime import setup_logging
 
@@ -50,15 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         "encoder": meta["encoder"]["id"],
         "feature_shape": [meta["num_nodes"], meta["encoder"]["dim"]],
         "store_bytes": sum(f.stat().st_size for f in cfg.graph_dir.rglob("*") if f.is_file()),
-        "command": "python -m gkd.bench.ingest_scale " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-        "machine": {"cpus": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / GIB, 1),
-                    "platform": platform.platform(), "python": platform.python_version()},
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result, "gkd.bench.ingest_scale", argv)
     return 0
 
 

@@ -15,15 +15,15 @@ import argparse
 import json
 import logging
 import os
-import platform
 import resource
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from gkd.bench.report import write_result
 
 log = logging.getLogger("gkd.bench.sampler")
 
@@ -149,17 +149,6 @@ def measure(side: str, graph: Path, args, site: Path | None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def machine() -> dict:
-    import psutil
-    import torch
-
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "loadavg_1m_at_start": round(os.getloadavg()[0], 2)}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="bench/results/sampler.json")
@@ -197,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         log.info("no graph store at %s: graph (b) skipped", args.graph_dir)
 
-    result = {"machine": machine(), "torch_threads": 1, "graphs": []}
+    result = {"torch_threads": 1, "graphs": []}
     for name, path in graphs:
         with np.load(path) as z:
             num_nodes, num_edges = len(z["indptr"]) - 1, len(z["indices"])
@@ -209,12 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             "seeds_per_s_ratio_vs_pyg": round(ours["seeds_per_s"] / pyg["seeds_per_s"], 2),
         })
     result["seeds_per_s_ratio_vs_pyg"] = result["graphs"][0]["seeds_per_s_ratio_vs_pyg"]
-    result["command"] = "python -m gkd.bench.sampler " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result, "gkd.bench.sampler", argv)
     return 0
 
 

@@ -7,14 +7,13 @@ throughput, and the Ray Data pipeline vs a plain single-process loop on the same
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+
+from gkd.bench.report import write_result
 
 from gkd.config import load_config, parse_overrides
 from gkd.runtime import setup_logging
@@ -87,16 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         "ray_vs_loop_ratio": round(cmp["ray"]["nodes_per_s"] / cmp["loop"]["nodes_per_s"], 3),
         "ray_vs_loop": cmp,
         "total_wall_s": round(time.time() - t0, 1),
-        "command": "python -m gkd.bench.teacher_debian " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-        "machine": {"cpus": os.cpu_count()},
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     from gkd.data.store import read_meta
 
     result["num_classes"] = read_meta(cfg.graph_dir)["num_classes"]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}, indent=2))
+    write_result(args.out, result, "gkd.bench.teacher_debian", argv)
     return 0
 
 
