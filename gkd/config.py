@@ -281,7 +281,9 @@ class DistillConfig(Strict):
     unlabeled_seeds: int = Field(2048, ge=0)  # extra random seed nodes for losses defined on every node
     # LinguGKD
     nce_temperature: float = Field(0.07, gt=0)
-    learn_mix: bool = True  # learnable softmax CE/distill mix (as in LinguGKD); False = 0.5/0.5
+    # CE/distill mix: uncertainty = learnable log-variance weights (stable); softmax = the LinguGKD
+    # reference's learnable softmax (can switch CE off); fixed = 0.5/0.5
+    mix: Literal["uncertainty", "softmax", "fixed"] = "uncertainty"
     pan: PanConfig = Field(default_factory=PanConfig)
     # Ray Train
     num_workers: int = Field(2, ge=1)

@@ -42,7 +42,7 @@ def input_key(cfg: ExperimentConfig, mode: str) -> str:
     d = cfg.distill.model_dump(mode="json")
     d.update(mode=mode, files=stamp, encoder=cfg.ingest.encoder.name)
     if mode == "interpreter":  # the interpreter does not depend on the student's method or loss weights
-        for k in ("method", "kd_temperature", "kd_weight", "nce_temperature", "learn_mix"):
+        for k in ("method", "kd_temperature", "kd_weight", "nce_temperature", "mix"):
             d.pop(k)
         for k in ("output_weight", "semantic_weight", "structural_weight", "top_fraction"):
             d["pan"].pop(k)

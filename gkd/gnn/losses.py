@@ -81,22 +81,31 @@ def info_nce(z: torch.Tensor, f: torch.Tensor, classes: torch.Tensor, temperatur
     return -torch.diagonal(F.log_softmax(sim, dim=-1)).mean()
 
 
+MIXES = ("softmax", "uncertainty", "fixed")
+
+
 class LayerAdaptiveAlignment(nn.Module):
     """LinguGKD layer-adaptive alignment: projector P_l per layer, softmax layer weights, CE/distill mix.
 
-    Follows the LinguGKD reference: the CE/distill mix is a learnable softmax too, so it can drift
-    toward whichever loss is smaller; pass learn_mix=False for a fixed 0.5/0.5 mix.
+    mix="softmax" is the LinguGKD reference: softmax(m)[0] * ce + softmax(m)[1] * distill with m
+    learnable. Its gradient always moves weight to the smaller loss, so it can switch CE off (seen on
+    Debian: the CE weight fell to 0.013). mix="uncertainty" learns log-variances s instead (Kendall
+    et al., CVPR 2018): exp(-s0) * ce + exp(-s1) * distill + s0 + s1, which balances the two and
+    cannot drive either to zero. mix="fixed" is 0.5/0.5.
     """
 
-    def __init__(self, student_dims: list[int], teacher_dim: int, temperature: float = 0.07, learn_mix: bool = True):
+    def __init__(self, student_dims: list[int], teacher_dim: int, temperature: float = 0.07, mix: str = "softmax"):
         super().__init__()
+        if mix not in MIXES:
+            raise ValueError(f"mix must be one of {MIXES}, got {mix!r}")
         self.temperature = float(temperature)
+        self.mix_kind = mix
         self.projectors = nn.ModuleList(nn.Linear(d, teacher_dim) for d in student_dims)
         self.layer_logits = nn.Parameter(torch.zeros(len(student_dims)))
-        if learn_mix:
-            self.mix_logits = nn.Parameter(torch.zeros(2))
-        else:
+        if mix == "fixed":
             self.register_buffer("mix_logits", torch.zeros(2))
+        else:
+            self.mix_logits = nn.Parameter(torch.zeros(2))
 
     def forward(
         self, layer_reps: list[torch.Tensor], teacher_feats: list[torch.Tensor], classes: torch.Tensor, mask: torch.Tensor
@@ -119,7 +128,10 @@ class LayerAdaptiveAlignment(nn.Module):
         return (w * torch.stack(losses)).sum()
 
     def mix(self, ce: torch.Tensor, distill: torch.Tensor) -> torch.Tensor:
-        """() CE, () distill -> () softmax(m)[0] * ce + softmax(m)[1] * distill."""
+        """() CE, () distill -> () the mixed total (see the class docstring for the three forms)."""
+        if self.mix_kind == "uncertainty":
+            s = self.mix_logits
+            return torch.exp(-s[0]) * ce + torch.exp(-s[1]) * distill + s.sum()
         m = torch.softmax(self.mix_logits, dim=0)
         return m[0] * ce + m[1] * distill
 
@@ -128,7 +140,9 @@ class LayerAdaptiveAlignment(nn.Module):
         return torch.softmax(self.layer_logits.detach(), dim=0)
 
     def mix_weights(self) -> torch.Tensor:
-        """(2,) detached [CE, distill] mix, for logging."""
+        """(2,) detached [CE, distill] weights, for logging (exp(-s) for "uncertainty")."""
+        if self.mix_kind == "uncertainty":
+            return torch.exp(-self.mix_logits.detach())
         return torch.softmax(self.mix_logits.detach(), dim=0)
 
 

@@ -90,7 +90,7 @@ class Distiller(nn.Module):
         self.align = None
         if self.aligned:
             self.align = L.LayerAdaptiveAlignment([gnn.hidden] * self.aligned, teacher_dim,
-                                                  temperature=cfg.nce_temperature, learn_mix=cfg.learn_mix)
+                                                  temperature=cfg.nce_temperature, mix=cfg.mix)
 
     def forward(self, x, edge_index, nsn, nse, bs: int, t: dict) -> tuple[torch.Tensor, dict]:
         """x (n, d), edge_index (2, e); t: targets of the bs seeds (see `batch_targets`)."""

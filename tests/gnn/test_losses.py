@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -238,7 +240,7 @@ def test_layer_alignment_gradients_reach_projectors_and_both_weight_vectors():
 
 
 def test_layer_alignment_fixed_mix_and_empty_mask():
-    mod = LayerAdaptiveAlignment([5, 3], teacher_dim=4, learn_mix=False)
+    mod = LayerAdaptiveAlignment([5, 3], teacher_dim=4, mix="fixed")
     assert "mix_logits" not in dict(mod.named_parameters())
     assert torch.allclose(mod.mix_weights(), torch.tensor([0.5, 0.5]))
     reps, feats, classes, _ = _alignment_inputs()
@@ -311,3 +313,22 @@ def test_top_fraction_mask_all_ties_pick_lowest_valid_indices():
     assert not top_fraction_mask(scores, torch.zeros(6, dtype=torch.bool), 0.5).any()
     with pytest.raises(ValueError, match="fraction"):
         top_fraction_mask(scores, valid, 1.5)
+
+
+def test_uncertainty_mix_is_weighted_plus_log_variances_and_keeps_ce_alive():
+    mod = LayerAdaptiveAlignment([3], teacher_dim=2, mix="uncertainty")
+    with torch.no_grad():
+        mod.mix_logits.copy_(torch.tensor([math.log(2.0), 0.0]))
+    # exp(-ln 2) * 4 + exp(0) * 1 + ln 2 + 0
+    _close(mod.mix(torch.tensor(4.0), torch.tensor(1.0)), 0.5 * 4 + 1 + math.log(2.0))
+    assert torch.allclose(mod.mix_weights(), torch.tensor([0.5, 1.0]))
+    # the optimum of exp(-s) * L + s is s = ln L: the weight of a loss never goes to zero while it is finite
+    mod = LayerAdaptiveAlignment([3], teacher_dim=2, mix="uncertainty")
+    opt = torch.optim.SGD(mod.parameters(), lr=0.1)
+    for _ in range(500):
+        opt.zero_grad()
+        mod.mix(torch.tensor(4.0), torch.tensor(0.5)).backward()
+        opt.step()
+    np.testing.assert_allclose(mod.mix_weights().numpy(), [0.25, 2.0], rtol=1e-3)
+    with pytest.raises(ValueError, match="mix must be one of"):
+        LayerAdaptiveAlignment([3], teacher_dim=2, mix="learned")
