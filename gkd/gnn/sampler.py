@@ -176,6 +176,11 @@ def node_data(x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_
     return Data(x=x, y=y, edge_index=torch.empty((2, 0), dtype=torch.int64), num_nodes=n)
 
 
+def sampler_name() -> str:
+    """Which sampler make_sampler returns here."""
+    return "PyG NeighborSampler (pyg-lib)" if torch_geometric.typing.WITH_PYG_LIB else "gkd CSRSampler"
+
+
 def make_sampler(indptr, indices, num_neighbors: list[int], seed: int = 0) -> BaseSampler:
     """PyG's NeighborSampler when pyg-lib is importable, else CSRSampler; same SamplerOutput."""
     if torch_geometric.typing.WITH_PYG_LIB:
@@ -186,7 +191,7 @@ def make_sampler(indptr, indices, num_neighbors: list[int], seed: int = 0) -> Ba
         row = torch.repeat_interleave(torch.arange(n), indptr.diff())
         # PyG samples incoming edges (source -> target): source = neighbour, target = CSR row
         data = Data(edge_index=torch.stack([indices, row]), num_nodes=n)
-        log.info("neighbour sampler: PyG NeighborSampler (pyg-lib), fan-outs %s", num_neighbors)
+        log.debug("neighbour sampler: PyG NeighborSampler (pyg-lib), fan-outs %s", num_neighbors)
         return NeighborSampler(data, list(num_neighbors), subgraph_type="directional", is_sorted=True)
-    log.info("neighbour sampler: gkd CSRSampler (pyg-lib not importable), fan-outs %s, seed %d", num_neighbors, seed)
+    log.debug("neighbour sampler: gkd CSRSampler (pyg-lib not importable), fan-outs %s, seed %d", num_neighbors, seed)
     return CSRSampler(indptr, indices, num_neighbors, seed=seed)

@@ -257,8 +257,10 @@ def fit(A: dict, config: dict, rank: int = 0, world: int = 1, prior: dict | None
     if len(seeds) == 0:
         raise GkdError(f"distill ({mode}): no seed node has a label or a teacher target")
     if rank == 0:
-        log.info("%s: %d seed nodes, %d val nodes, %d workers, losses %s", mode, len(seeds), len(val_nodes),
-                 world, "+".join(losses))
+        from gkd.gnn.sampler import sampler_name
+
+        log.info("%s: %d seed nodes, %d val nodes, %d workers, losses %s, sampler %s", mode, len(seeds),
+                 len(val_nodes), world, "+".join(losses), sampler_name())
     t0 = time.perf_counter()
     for epoch in range(state["epoch"], cfg.epochs):
         if state["bad_epochs"] >= cfg.patience:
