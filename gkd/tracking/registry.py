@@ -1,0 +1,145 @@
+"""The student in the MLflow model registry: log as a pickle-free pyfunc, register, alias, promote.
+
+The logged model holds the student checkpoint dir (model.safetensors + student.json) as an
+artifact; `StudentModel` rebuilds the GNN from it. Its pyfunc input is a table of nodes, one row
+each: `x` (the node's feature vector) and `neighbors` (row numbers of its neighbours in the same
+table); the output adds `label`, `confidence` and `probs` per row, so a registered student can
+classify new nodes anywhere MLflow loads it (`models:/<name>@champion`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from gkd.errors import GkdError
+
+log = logging.getLogger(__name__)
+
+CANDIDATE, CHAMPION = "candidate", "champion"
+GATE_METRIC = "val_acc"
+
+
+def predict_table(gnn, class_names: list[str], x: np.ndarray, neighbors: list) -> dict:
+    """x (n, d), neighbors[i] = row ids of node i's neighbours -> {label, confidence, probs} per row."""
+    import torch
+
+    n = len(x)
+    src = [int(j) for i, nb in enumerate(neighbors) for j in (nb if nb is not None else [])]
+    dst = [i for i, nb in enumerate(neighbors) for _ in (nb if nb is not None else [])]
+    if any(j < 0 or j >= n for j in src):
+        raise GkdError(f"neighbors must be row numbers 0..{n - 1} of the same table")
+    edge_index = torch.tensor([src, dst], dtype=torch.long).reshape(2, -1)
+    with torch.no_grad():
+        logits, _ = gnn.eval()(torch.as_tensor(np.asarray(x, dtype=np.float32)), edge_index)
+        probs = torch.softmax(logits, dim=1).numpy()
+    best = probs.argmax(1)
+    return {"label": [class_names[i] for i in best], "confidence": probs.max(1).astype(float).tolist(),
+            "probs": probs.astype(float).tolist()}
+
+
+try:
+    import mlflow.pyfunc
+
+    class StudentModel(mlflow.pyfunc.PythonModel):
+        """pyfunc wrapper: artifacts["checkpoint"] is a student checkpoint dir."""
+
+        def load_context(self, context):
+            from gkd.gnn.distill import load_student
+
+            self.gnn, self.info = load_student(context.artifacts["checkpoint"])
+
+        def predict(self, context, model_input, params=None):
+            import pandas as pd
+
+            frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+            missing = {"x", "neighbors"} - set(frame.columns)
+            if missing:
+                raise GkdError(f"the student's input needs columns x and neighbors; missing {sorted(missing)}")
+            x = np.stack([np.asarray(v, dtype=np.float32) for v in frame["x"]])
+            if x.shape[1] != self.gnn.in_dim:
+                raise GkdError(f"x rows have {x.shape[1]} values; this student takes {self.gnn.in_dim} "
+                               f"({self.info.get('encoder', {}).get('id', 'its encoder')} features)")
+            out = predict_table(self.gnn, self.info["class_names"], x, list(frame["neighbors"]))
+            return pd.DataFrame(out)
+except ImportError:  # pragma: no cover - mlflow is a dependency; this keeps the core importable without it
+    StudentModel = None
+
+
+def registered_name(experiment_name: str) -> str:
+    return f"{experiment_name}-student"
+
+
+def log_student(checkpoint_dir: str | Path, model_name: str, metrics: dict) -> dict:
+    """Log the student (in the active run) as a pyfunc, register it, give the new version alias `candidate`.
+
+    metrics: at least val_acc (the promotion gate), stored as version tags. Returns {name, version, uri}.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    if GATE_METRIC not in metrics or metrics[GATE_METRIC] is None:
+        raise GkdError(f"log_student needs metrics[{GATE_METRIC!r}] for the promotion gate")
+    info = mlflow.pyfunc.log_model(name="student", python_model=StudentModel(),
+                                   artifacts={"checkpoint": str(Path(checkpoint_dir).resolve())},
+                                   registered_model_name=model_name)
+    client = MlflowClient()
+    version = str(info.registered_model_version)
+    for k, v in metrics.items():
+        if v is not None:
+            client.set_model_version_tag(model_name, version, k, str(v))
+    client.set_registered_model_alias(model_name, CANDIDATE, version)
+    log.info("registered %s version %s (alias %s)", model_name, version, CANDIDATE)
+    return {"name": model_name, "version": version, "uri": f"models:/{model_name}/{version}"}
+
+
+def _gate_value(client, name: str, version: str) -> float | None:
+    tags = client.get_model_version(name, version).tags
+    return float(tags[GATE_METRIC]) if GATE_METRIC in tags else None
+
+
+def promote(model_name: str, version: str | None = None, force: bool = False) -> dict:
+    """Give `version` (default: the `candidate` alias) alias `champion` if its val_acc >= the champion's.
+
+    Returns {promoted, version, candidate_val_acc, champion_version, champion_val_acc, reason}.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        if version is None:
+            version = str(client.get_model_version_by_alias(model_name, CANDIDATE).version)
+        cand = _gate_value(client, model_name, version)
+    except MlflowException as err:
+        raise GkdError(f"no model version to promote for {model_name!r} (version {version or '@' + CANDIDATE}): "
+                       f"{err.message}") from err
+    try:
+        champ = client.get_model_version_by_alias(model_name, CHAMPION)
+        champ_version, champ_val = str(champ.version), _gate_value(client, model_name, str(champ.version))
+    except MlflowException:
+        champ_version, champ_val = None, None
+    out = {"model": model_name, "version": version, "candidate_val_acc": cand, "champion_version": champ_version,
+           "champion_val_acc": champ_val}
+    if champ_version == version:
+        return {**out, "promoted": False, "reason": f"version {version} already is the champion"}
+    if champ_version is None:
+        ok, reason = True, "no champion yet"
+    elif cand is None or champ_val is None:
+        ok, reason = force, f"{GATE_METRIC} is missing on one side; only --force promotes"
+    else:
+        ok = cand >= champ_val or force
+        reason = (f"{GATE_METRIC} {cand:.4f} {'>=' if cand >= champ_val else '<'} champion v{champ_version}'s "
+                  f"{champ_val:.4f}" + (" (forced)" if force and cand < champ_val else ""))
+    if ok:
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+    return {**out, "promoted": bool(ok), "reason": reason}
+
+
+def load_champion(model_name: str, alias: str = CHAMPION):
+    """mlflow.pyfunc model behind models:/<name>@<alias>."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")

@@ -1,0 +1,87 @@
+"""Registry round trip on a SQLite store: log + register (candidate), the promotion gate, load by alias."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gkd.errors import GkdError
+from gkd.gnn.distill import save_student
+from gkd.gnn.models import GNN
+from gkd.tracking import registry
+
+
+def _student(path, seed):
+    torch.manual_seed(seed)
+    gnn = GNN("sage", 4, 8, 3, num_layers=2)
+    save_student(gnn, path, {"class_names": ["a", "b", "c"], "encoder": {"id": "hashing-d4"}})
+    return gnn
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("gkd-test")
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+def _register(tmp_path, seed, val_acc):
+    import mlflow
+
+    with mlflow.start_run():
+        _student(tmp_path / f"s{seed}", seed)
+        return registry.log_student(tmp_path / f"s{seed}", "toy-student", {"val_acc": val_acc, "test_acc": 0.5})
+
+
+FRAME = pd.DataFrame({"x": [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]],
+                      "neighbors": [[1], [0, 2], []]})
+
+
+def test_register_promote_gate_and_load_by_alias_in_a_fresh_process(store, tmp_path):
+    v1 = _register(tmp_path, 1, 0.60)
+    assert v1["version"] == "1"
+    first = registry.promote("toy-student")
+    assert first["promoted"] and first["reason"] == "no champion yet"
+    v2 = _register(tmp_path, 2, 0.55)  # worse on validation: the gate refuses it
+    refused = registry.promote("toy-student")
+    assert not refused["promoted"] and refused["version"] == v2["version"] == "2"
+    assert refused["candidate_val_acc"] == 0.55 and refused["champion_val_acc"] == 0.60
+    assert "0.5500 < champion v1's 0.6000" in refused["reason"]
+    forced = registry.promote("toy-student", version="2", force=True)
+    assert forced["promoted"] and forced["reason"].endswith("(forced)")
+    v3 = _register(tmp_path, 3, 0.55)  # ties the champion: promoted
+    assert registry.promote("toy-student")["promoted"] and v3["version"] == "3"
+    assert registry.promote("toy-student", version="3")["reason"] == "version 3 already is the champion"
+
+    # a fresh process loads models:/toy-student@champion and classifies the same table as the saved GNN
+    code = ("import json, pandas as pd; from gkd.tracking.registry import load_champion; "
+            f"frame = pd.DataFrame({FRAME.to_dict(orient='list')!r}); "
+            "print(json.dumps(load_champion('toy-student').predict(frame).to_dict(orient='list')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={
+        **__import__("os").environ, "MLFLOW_TRACKING_URI": store}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = registry.predict_table(_student(tmp_path / "check", 3), ["a", "b", "c"],
+                                      np.stack(FRAME["x"].map(np.asarray)), list(FRAME["neighbors"]))
+    assert got["label"] == expected["label"]
+    np.testing.assert_allclose(got["probs"], expected["probs"], atol=1e-6)
+
+
+def test_promote_without_versions_and_bad_input_are_clear_errors(store, tmp_path):
+    with pytest.raises(GkdError, match="no model version to promote"):
+        registry.promote("nothing-here")
+    _register(tmp_path, 1, 0.6)
+    model = registry.load_champion("toy-student", alias="candidate")
+    with pytest.raises(GkdError, match="missing \\['neighbors'\\]"):
+        model.predict(pd.DataFrame({"x": [[1.0, 0, 0, 0]]}))
+    with pytest.raises(GkdError, match="this student takes 4"):
+        model.predict(pd.DataFrame({"x": [[1.0, 0]], "neighbors": [[]]}))
