@@ -127,6 +127,29 @@ def cmd_distill(args) -> int:
     return 0
 
 
+def cmd_register(args) -> int:
+    from gkd.tracking.registry import register_student
+
+    out = register_student(config_from_args(args))
+    print(f"registered {out['name']} version {out['version']} (alias {out['alias']}), MLflow run {out['run_id']} "
+          f"at {out['tracking_uri']}")
+    return 0
+
+
+def cmd_promote(args) -> int:
+    import mlflow
+
+    from gkd.tracking.registry import promote
+    from gkd.tracking.tracker import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(config_from_args(args).workdir))
+    out = promote(args.model, args.version, args.force)
+    verdict = "promoted to champion" if out["promoted"] else "not promoted"
+    print(f"{out['model']} version {out['version']}: {verdict} ({out['reason']}); candidate val_acc "
+          f"{out['candidate_val_acc']}, champion v{out['champion_version']} val_acc {out['champion_val_acc']}")
+    return 0
+
+
 def cmd_models_fetch(args) -> int:
     from gkd.llm.models import load_teacher, resolve_model
 
@@ -180,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         add_config_args(p)
         p.set_defaults(fn=fn)
+    p = sub.add_parser("register", help="log the student to MLflow and register it (alias candidate)")
+    add_config_args(p)
+    p.set_defaults(fn=cmd_register)
+    p = sub.add_parser("promote", help="move alias champion to a version if its val accuracy is at least the champion's")
+    add_config_args(p)
+    p.add_argument("--model", required=True, help="registered model name, e.g. debian-student")
+    p.add_argument("--version", help="version to promote (default: the one with alias candidate)")
+    p.add_argument("--force", action="store_true", help="promote even if validation accuracy is lower")
+    p.set_defaults(fn=cmd_promote)
     p = sub.add_parser("models", help="embedded models")
     msub = p.add_subparsers(dest="models_command", required=True)
     p = msub.add_parser("fetch", help="unpack the teacher LLM (llm.model) into the cache and check it loads")

@@ -143,3 +143,35 @@ def load_champion(model_name: str, alias: str = CHAMPION):
     import mlflow.pyfunc
 
     return mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
+
+
+def register_student(cfg) -> dict:
+    """Log <workdir>/student (metrics + model) to MLflow and register it as <name>-student, alias candidate.
+
+    Runs inside the active MLflow run when there is one (the pipeline's), else in a new run "register".
+    """
+    import json
+
+    import mlflow
+
+    from gkd.tracking.tracker import Tracker, log_metrics
+
+    sdir = cfg.workdir / "student"
+    mpath = sdir / "metrics.json"
+    if not mpath.is_file() or not (sdir / "checkpoint").is_dir():
+        raise GkdError(f"{sdir} has no trained student (metrics.json + checkpoint/): run `gkd distill` first")
+    m = json.loads(mpath.read_text())
+    tracker = Tracker(cfg.name, cfg.workdir)
+    own_run = mlflow.active_run() is None
+    run = mlflow.start_run(run_name="register") if own_run else mlflow.active_run()
+    try:
+        log_metrics({"student": {"test_acc": m["test"]["acc"], "test_macro_f1": m["test"]["macro_f1"],
+                                 "val_acc": m["val"]["acc"]}})
+        mlflow.log_dict({k: v for k, v in m.items() if k != "history"}, "student_metrics.json")
+        out = log_student(sdir / "checkpoint", registered_name(cfg.name),
+                          {GATE_METRIC: m["val"]["acc"], "test_acc": m["test"]["acc"], "gnn": m["gnn"],
+                           "method": m["method"], "graph": cfg.name})
+    finally:
+        if own_run:
+            mlflow.end_run()
+    return {**out, "run_id": run.info.run_id, "tracking_uri": tracker.uri, "alias": CANDIDATE}

@@ -85,3 +85,28 @@ def test_promote_without_versions_and_bad_input_are_clear_errors(store, tmp_path
         model.predict(pd.DataFrame({"x": [[1.0, 0, 0, 0]]}))
     with pytest.raises(GkdError, match="this student takes 4"):
         model.predict(pd.DataFrame({"x": [[1.0, 0]], "neighbors": [[]]}))
+
+
+def test_cli_register_then_promote_with_the_workdir_sqlite_store(tmp_path, monkeypatch, capsys):
+    import mlflow
+
+    from gkd.cli import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    sdir = tmp_path / "student"
+    _student(sdir / "checkpoint", 0)
+    (sdir / "metrics.json").write_text(json.dumps({
+        "gnn": "sage", "method": "kd", "test": {"acc": 0.5, "macro_f1": 0.4}, "val": {"acc": 0.6}, "history": []}))
+    try:
+        assert main(["promote", "--out", str(tmp_path), "--model", "gkd-student"]) == 2
+        assert "no model version to promote" in capsys.readouterr().err
+        assert main(["register", "--out", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("registered gkd-student version 1 (alias candidate), MLflow run ")
+        assert f"sqlite:///{tmp_path.resolve()}/mlflow.db" in out
+        assert main(["promote", "--out", str(tmp_path), "--model", "gkd-student"]) == 0
+        assert "version 1: promoted to champion (no champion yet)" in capsys.readouterr().out
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert main(["register", "--out", str(tmp_path / "empty")]) == 2
+    assert "run `gkd distill` first" in capsys.readouterr().err
