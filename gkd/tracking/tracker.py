@@ -22,6 +22,16 @@ def tracking_uri(workdir: str | Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
 
 
+def ensure_experiment(name: str, workdir: str | Path) -> None:
+    """Make `name` the active experiment; a new one on a local store keeps its artifacts in
+    <workdir>/mlartifacts (MLflow's default would be ./mlruns under whatever the current directory is)."""
+    import mlflow
+
+    if mlflow.get_experiment_by_name(name) is None and not mlflow.get_tracking_uri().startswith("http"):
+        mlflow.create_experiment(name, artifact_location=(Path(workdir) / "mlartifacts").resolve().as_uri())
+    mlflow.set_experiment(name)
+
+
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
     """{"a": {"b": 1}} -> {"a.b": "1"}: the config as MLflow params."""
     out = {}
@@ -43,7 +53,7 @@ class Tracker:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         self.uri = tracking_uri(workdir)
         mlflow.set_tracking_uri(self.uri)
-        mlflow.set_experiment(experiment)
+        ensure_experiment(experiment, workdir)
         self.experiment = experiment
 
     @contextmanager

@@ -29,7 +29,9 @@ def store(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("gkd-test")
+    from gkd.tracking.tracker import ensure_experiment
+
+    ensure_experiment("gkd-test", tmp_path)
     yield uri
     mlflow.set_tracking_uri(None)
 

@@ -50,6 +50,7 @@ def test_tracking_to_sqlite_in_the_workdir(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = _track_and_check(tmp_path / "w")
     assert uri.startswith("sqlite:///") and (tmp_path / "w" / "mlflow.db").is_file()
+    assert list((tmp_path / "w" / "mlartifacts").rglob("config.json"))  # artifacts stay in the work dir
 
 
 def _free_port() -> int:
