@@ -52,3 +52,14 @@ def init_ray(cfg: RayConfig):
         log.info("starting a local Ray cluster (%s)", kwargs)
         ray.init(**kwargs)
     return ray
+
+
+def previous_result(run_dir):
+    """The ray.train Result of an earlier run in run_dir that reported a checkpoint, else None."""
+    from ray.train import Result
+
+    try:
+        result = Result.from_path(str(run_dir))
+    except RuntimeError:  # no run (or no checkpoint snapshot) there yet
+        return None
+    return result if result.checkpoint is not None else None

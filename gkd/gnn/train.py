@@ -356,15 +356,13 @@ def train_distributed(arrays_ref, config: dict, cfg: DistillConfig, storage_path
     A rerun with the same storage_path/name resumes from the latest checkpoint; killed workers are
     restarted up to cfg.max_failures times, each time from the latest checkpoint.
     """
-    from ray.train import FailureConfig, Result, RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    run_dir = Path(storage_path) / name
-    try:
-        previous = Result.from_path(str(run_dir))
-    except RuntimeError:
-        previous = None
-    if previous is not None and previous.checkpoint is not None:
+    from gkd.runtime import previous_result
+
+    previous = previous_result(Path(storage_path) / name)
+    if previous is not None:
         with previous.checkpoint.as_directory() as d:
             state = torch.load(Path(d) / STATE_FILE, weights_only=False)
         if state["epoch"] >= cfg.epochs or state["bad_epochs"] >= cfg.patience:

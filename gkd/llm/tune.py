@@ -20,6 +20,7 @@ import torch
 
 from gkd.config import LLMConfig, TeacherConfig
 from gkd.errors import ConfigError, GkdError
+from gkd.runtime import previous_result
 
 log = logging.getLogger(__name__)
 
@@ -251,17 +252,6 @@ def train_loop(config: dict) -> None:
 # ----------------------------------------------------------------------------- driver
 
 
-def _previous_run(run_dir: Path):
-    """The Result of an earlier run with this name that reported a checkpoint, else None."""
-    from ray.train import Result
-
-    try:
-        result = Result.from_path(str(run_dir))
-    except RuntimeError:  # no run (or no checkpoint snapshot) there yet
-        return None
-    return result if result.checkpoint is not None else None
-
-
 def _summary(result) -> dict:
     ckpt = Path(result.checkpoint.path)
     return {
@@ -288,7 +278,7 @@ def tune_teacher(examples: list[dict], model_path: str | Path, cfg: TeacherConfi
     if not examples:
         raise GkdError("tune_teacher got no training examples; check teacher.train_budget and the train split")
     run_dir = Path(storage_path) / name
-    previous = _previous_run(run_dir)
+    previous = previous_result(run_dir)
     if previous is not None:
         prior = _read_state(previous.checkpoint)
         if prior["world_size"] != cfg.num_workers:
