@@ -43,6 +43,10 @@ _RUNTIME_ENCODER_KEYS = ("num_actors", "batch_size", "num_cpus_per_actor", "num_
 def config_hash(icfg: IngestConfig) -> str:
     d = icfg.model_dump(mode="json")
     d.pop("overwrite")
+    if d["source"].get("sample") == "name" and d["source"].get("sample_seed") == 0:
+        # the defaults of fields added after stores were written: keep those stores' hashes valid
+        d["source"].pop("sample")
+        d["source"].pop("sample_seed")
     for k in _RUNTIME_ENCODER_KEYS:
         d["encoder"].pop(k)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -24,6 +24,7 @@ from gkd.gnn import losses as L
 from gkd.gnn.inputs import (TEST, VAL, graph_arrays, rationale_arrays, read_teacher_accuracy, teacher_arrays)
 from gkd.gnn.models import GNN, build_gnn
 from gkd.gnn.train import METHOD_LOSSES, keyword_inputs, repeat_key_edges, tensors, train_distributed
+from gkd.tracking.live import live_target
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,10 @@ def _train(arrays: dict, cfg: ExperimentConfig, mode: str, spec: dict, out: Path
     import ray
 
     d = cfg.distill
-    config = {"distill": d.model_dump(mode="json"), "mode": mode, "spec": spec, **(extra or {})}
+    # rank 0 logs each epoch into the active MLflow run (the pipeline's distill stage), if any
+    prefix = "interpreter." if mode == "interpreter" else ""
+    config = {"distill": d.model_dump(mode="json"), "mode": mode, "spec": spec, "mlflow": live_target(prefix),
+              **(extra or {})}
     if "t_feats" in arrays:
         config.update(teacher_dim=int(arrays["t_feats"].shape[2]), hops=int(arrays["t_feats"].shape[0] - 1))
     name = f"{cfg.name}-{mode}-{d.gnn}-w{d.num_workers}-{input_key(cfg, mode)}"

@@ -29,6 +29,7 @@ from gkd.errors import GkdError
 from gkd.gnn import losses as L
 from gkd.gnn.inputs import TRAIN, VAL
 from gkd.gnn.models import GNN
+from gkd.tracking.live import RankZeroLogger
 
 log = logging.getLogger(__name__)
 
@@ -226,12 +227,13 @@ def _state_bytes(state: dict) -> bytes:
 
 
 def fit(A: dict, config: dict, rank: int = 0, world: int = 1, prior: dict | None = None, report=None,
-        device: str = "cpu", wrap=None) -> dict:
+        device: str = "cpu", wrap=None, on_epoch=None) -> dict:
     """Train one model on this rank's seed shard -> final state {epoch, best_val, best_epoch, best_model, history}.
 
     config: {"distill": DistillConfig dump, "mode": method or "interpreter", "spec": GNN spec, "teacher_dim",
     "hops"}. report(metrics, state) is called once per epoch (the Ray layer turns it into a checkpoint);
     wrap(module) -> module adds DDP. `prior` is the state of a checkpoint to resume from.
+    on_epoch(metrics, step) sees every epoch's metrics (live MLflow logging).
     """
     import torch.distributed as dist
 
@@ -300,6 +302,8 @@ def fit(A: dict, config: dict, rank: int = 0, world: int = 1, prior: dict | None
             for k, w in enumerate(module.align.layer_weights().tolist()):
                 metrics[f"layer_w{k + 1}"] = w
         state["history"].append(metrics)
+        if on_epoch is not None:
+            on_epoch(metrics, epoch + 1)
         if rank == 0:
             log.info("%s epoch %d: loss %.4f val %.4f (best %.4f @ %d)", mode, epoch + 1, metrics.get("loss", 0.0),
                      val_acc, state["best_val"], state["best_epoch"])
@@ -347,7 +351,8 @@ def train_loop(config: dict) -> None:
         return ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": True})
 
     device = ray.train.torch.get_device() if config.get("use_gpu") else torch.device("cpu")
-    fit(arrays, config, rank, world, prior, report, device=device, wrap=wrap)
+    live = RankZeroLogger(config.get("mlflow"), rank)
+    fit(arrays, config, rank, world, prior, report, device=device, wrap=wrap, on_epoch=live.log)
 
 
 def train_distributed(arrays_ref, config: dict, cfg: DistillConfig, storage_path: Path, name: str) -> dict:

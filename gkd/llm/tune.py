@@ -21,6 +21,7 @@ import torch
 from gkd.config import LLMConfig, TeacherConfig
 from gkd.errors import ConfigError, GkdError
 from gkd.runtime import previous_result
+from gkd.tracking.live import RankZeroLogger, live_target
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,7 @@ def train_loop(config: dict) -> None:
     grad_accum, every = config["grad_accum"], config["checkpoint_every"]
     first_loss = prior["first_loss"] if prior else None
     since_report: list[float] = []
+    live = RankZeroLogger(config.get("mlflow"), rank)
     t0 = time.perf_counter()
     engine.train()
     for step in range(start, steps):
@@ -238,6 +240,7 @@ def train_loop(config: dict) -> None:
         done = step + 1
         if rank == 0:
             log.info("step %d/%d loss %.4f", done, steps, loss)
+        live.log({"loss": loss, "lr": engine.get_lr()[0]}, done)
         if done % every == 0 or done == steps:
             epoch = done * grad_accum / stream.per_epoch
             state = {"step": done, "epoch": epoch, "first_loss": first_loss, "world_size": world,
@@ -305,6 +308,7 @@ def tune_teacher(examples: list[dict], model_path: str | Path, cfg: TeacherConfi
         "max_len": max_len,
         "dtype": llm_cfg.dtype,
         "torch_threads": llm_cfg.torch_threads,
+        "mlflow": live_target("step."),  # rank 0 logs the per-step loss into the active stage run
     }
     # DeepSpeed picks its accelerator from the environment; a CPU-only worker must be told
     worker_env = {} if cfg.use_gpu else {"env_vars": {"DS_ACCELERATOR": "cpu"}}

@@ -198,8 +198,12 @@ def load_debian(cfg: DebianSource) -> RawGraph:
     stats["package_stanzas"] = stanzas
     stats["duplicate_stanzas_dropped"] = stanzas - len(packages)
     names = sorted(packages)
-    if cfg.max_nodes is not None:
-        names = names[: cfg.max_nodes]
+    if cfg.max_nodes is not None and cfg.max_nodes < len(names):
+        if cfg.sample == "snowball":
+            names = snowball(names, packages, cfg.edge_fields, cfg.max_nodes, cfg.sample_seed)
+        else:
+            names = names[: cfg.max_nodes]
+        stats["sample"] = {"kind": cfg.sample, "nodes": len(names), "of": len(packages)}
     index = {name: i for i, name in enumerate(names)}
 
     translation_files = find_index_files(lists_dir, "Translation-en")
@@ -227,6 +231,30 @@ def load_debian(cfg: DebianSource) -> RawGraph:
         len(names), len(src), len(class_names), cfg.min_class_size, lists_dir, time.perf_counter() - t0,
     )
     return RawGraph(nodes=nodes, edges=edges, class_names=class_names, directed=False, notes=notes, stats=stats)
+
+
+def snowball(names: list[str], packages: dict, edge_fields: list[str], budget: int, seed: int) -> list[str]:
+    """`budget` package names: seeds in a seeded random order, each followed breadth-first by what it
+    depends on, so the sample is closed under dependencies (up to the budget) and keeps its edges."""
+    index = {name: i for i, name in enumerate(names)}
+    src, dst = _edges(names, index, packages, edge_fields, {})
+    order = np.argsort(src, kind="stable")
+    indptr = np.searchsorted(src[order], np.arange(len(names) + 1))
+    deps = dst[order]
+    taken = np.zeros(len(names), bool)
+    picked: list[int] = []
+    for s in np.random.default_rng(seed).permutation(len(names)):
+        queue = [int(s)]
+        while queue and len(picked) < budget:
+            node = queue.pop(0)
+            if taken[node]:
+                continue
+            taken[node] = True
+            picked.append(node)
+            queue.extend(int(d) for d in deps[indptr[node] : indptr[node + 1]] if not taken[d])
+        if len(picked) >= budget:
+            break
+    return sorted(names[i] for i in picked)
 
 
 def _read_packages(files: list[Path]) -> tuple[dict[str, dict[str, str]], int]:
