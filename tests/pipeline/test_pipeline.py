@@ -12,30 +12,6 @@ from gkd.data.store import TAG
 from gkd.llm.models import make_tiny_llama
 from gkd.pipeline import STAGES, read_marker, run_pipeline, stage_hashes
 
-DISTILL = {"hidden": 16, "num_layers": 2, "fanouts": [5, 5], "batch_size": 32, "epochs": 6, "patience": 6,
-           "num_workers": 2, "unlabeled_seeds": 32, "method": "all", "checkpoint_every": 3}
-
-
-def tiny_config(root, **over) -> dict:
-    d = {
-        "name": "tiny", "workdir": str(root / "w"),
-        "llm": {"model": str(root / "tiny-llama")},
-        "prompt": {"hops": 1, "neighbors_per_hop": 2, "max_tokens": 128, "node_tokens": 24, "neighbor_tokens": 8},
-        "rationale": {"splits": ["train"], "unlabeled_budget": 4, "batch_size": 4, "num_actors": 1,
-                      "max_new_tokens": 8},
-        "teacher": {"max_steps": 2, "batch_size": 2, "eval_budget": 8, "train_budget": 8, "num_workers": 2,
-                    "checkpoint_every": 2},
-        "ingest": {"source": {"kind": "synthetic", "num_nodes": 100, "num_edges": 300, "num_classes": 3,
-                              "num_shards": 2, "words_per_node": 8},
-                   "split": {"train_per_class": 4, "val_per_class": 3},
-                   "encoder": {"name": "hashing", "dim": 16}, "num_shards": 2},
-        "distill": dict(DISTILL),
-    }
-    for k, v in over.items():
-        d[k] = {**d[k], **v}
-    return d
-
-
 @pytest.fixture()
 def tracked(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -50,7 +26,7 @@ def _children(client, parent_id):
     return {r.info.run_name: r for r in runs}
 
 
-def test_pipeline_tracks_every_stage_and_reuses_finished_ones(ray_local, tmp_path, tracked, capsys):
+def test_pipeline_tracks_every_stage_and_reuses_finished_ones(ray_local, tmp_path, tracked, capsys, tiny_config):
     cfg = build_config(tiny_config(tmp_path))
     cfg.workdir.mkdir(parents=True)
     from gkd.data import ingest
@@ -114,7 +90,7 @@ def test_pipeline_tracks_every_stage_and_reuses_finished_ones(ray_local, tmp_pat
     assert "distill: student" in capsys.readouterr().out
 
 
-def test_a_killed_stage_reruns_and_a_changed_upstream_invalidates_downstream(tmp_path):
+def test_changed_config_invalidates_its_stage_and_downstream_only(tmp_path, tiny_config):
     cfg = build_config(tiny_config(tmp_path))
     h = stage_hashes(cfg)
     other = stage_hashes(build_config(tiny_config(tmp_path, prompt={"hops": 2})))
