@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test bench bench-ingest-scale bench-teacher bench-distill bench-sampler apt-lists clean
+.PHONY: venv demo test bench bench-ingest-scale bench-teacher bench-distill bench-sampler bench-serve apt-lists clean
 
 venv: $(STAMP)
 
@@ -27,12 +27,12 @@ apt-lists:
 	else echo "no Translation-en and not root: the debian source will use short descriptions"; fi
 
 demo: venv apt-lists
-	$(VENV)/bin/gkd demo --config jobs/configs/debian.yaml
+	$(VENV)/bin/gkd demo --config jobs/configs/demo.yaml
 
 test: venv apt-lists
 	$(PY) -m pytest -q tests
 
-bench: bench-ingest-scale bench-teacher bench-distill bench-sampler
+bench: bench-ingest-scale bench-teacher bench-distill bench-sampler bench-serve
 
 bench-ingest-scale: venv
 	$(PY) -m gkd.bench.ingest_scale --config jobs/configs/synthetic_products.yaml --out bench/results/ingest_scale.json --workdir bench/work/ingest_scale
@@ -48,6 +48,15 @@ bench-distill: venv
 # gkd's sampler vs PyG NeighborLoader on torch-sparse built from source (wheels cached in ~/.cache/gkd-bench-wheels)
 bench-sampler: venv
 	$(PY) -m gkd.bench.sampler --out bench/results/sampler.json --graph-dir bench/work/teacher_debian/graph
+
+# Ray Serve configurations vs a bare uvicorn app serving the same student, wrk on loopback (~9 min); the Debian
+# graph, lingugkd student and tuned teacher of bench-teacher/bench-distill, else a synthetic store
+bench-serve: venv
+	@command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -qq wrk || { apt-get -qq update && apt-get install -y -qq wrk; }; \
+	else echo "bench-serve needs wrk (the HTTP benchmark): run 'sudo apt-get install wrk' and retry" >&2; exit 1; fi; }
+	$(PY) -m gkd.bench.serve --config jobs/configs/debian.yaml --workdir bench/work/teacher_debian \
+		--checkpoint bench/work/teacher_debian/students/sage-lingugkd-s0/checkpoint --out bench/results/serve.json
 
 clean:
 	rm -rf $(VENV) runs

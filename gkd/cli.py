@@ -63,11 +63,17 @@ def format_summary(meta: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_ingest(args) -> int:
-    from gkd.data import ingest
+def run_one(args, stage: str) -> tuple[ExperimentConfig, dict]:
+    """One stage through the pipeline's bookkeeping (config-hash skip, stage.json, MLflow run)."""
+    from gkd.pipeline import run_stage
 
     cfg = config_from_args(args)
-    meta = ingest.run(cfg)
+    result = run_stage(cfg, stage, track=not getattr(args, "no_track", False))
+    return cfg, result["summary"]
+
+
+def cmd_ingest(args) -> int:
+    cfg, meta = run_one(args, "ingest")
     print(format_summary(meta))
     print(f"  store            {cfg.graph_dir}")
     return 0
@@ -90,17 +96,13 @@ def cmd_summary(args) -> int:
 
 
 def cmd_rationale(args) -> int:
-    from gkd.llm import rationale
-
-    summary = rationale.run(config_from_args(args))
+    _, summary = run_one(args, "rationale")
     print(json.dumps(summary, indent=2))
     return 0
 
 
 def cmd_teacher(args) -> int:
-    from gkd.llm import teacher
-
-    metrics = teacher.run(config_from_args(args))
+    _, metrics = run_one(args, "teacher")
     zs, tu = metrics["zero_shot"], metrics["tuned"]
     print(f"teacher on {metrics['test_nodes']} test nodes: zero-shot acc {zs['acc']} (macro-F1 {zs['macro_f1']}), "
           f"tuned acc {tu['acc']} (macro-F1 {tu['macro_f1']}); {metrics['covered_nodes']:,} nodes covered")
@@ -118,19 +120,14 @@ def format_student(m: dict) -> str:
 
 
 def cmd_distill(args) -> int:
-    from gkd.gnn import distill
-
-    cfg = config_from_args(args)
-    m = distill.run(cfg)
+    cfg, m = run_one(args, "distill")
     print(format_student(m))
     print(f"  checkpoint       {cfg.workdir / 'student' / 'checkpoint'}")
     return 0
 
 
 def cmd_register(args) -> int:
-    from gkd.tracking.registry import register_student
-
-    out = register_student(config_from_args(args))
+    _, out = run_one(args, "register")
     print(f"registered {out['name']} version {out['version']} (alias {out['alias']}), MLflow run {out['run_id']} "
           f"at {out['tracking_uri']}")
     return 0
@@ -150,6 +147,32 @@ def cmd_promote(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    """Deploy the student (MLflow alias, or --checkpoint) on Ray Serve; block until Ctrl-C unless --detach."""
+    import time
+
+    from gkd.serve.app import run_local, shutdown
+
+    flags = [("alias", args.alias), ("checkpoint", args.checkpoint), ("host", args.host), ("port", args.port),
+             ("cascade.enabled", True if args.cascade else None)]
+    args.set = (args.set or []) + [f"serve.{k}={json.dumps(v)}" for k, v in flags if v is not None]
+    cfg = config_from_args(args)
+    s = cfg.serve
+    source = f"checkpoint {s.checkpoint}" if s.checkpoint else f"models:/{s.model or cfg.name + '-student'}@{s.alias}"
+    print(f"deploying {source} on Ray Serve (ingress {s.ingress}{', cascade to the teacher' if s.cascade.enabled else ''})")
+    url = run_local(cfg, blocking=False)
+    print(f"serving at {url}: POST {url}/v1/predict, GET {url}/v1/model, {url}/healthz, docs at {url}/docs")
+    if args.detach:
+        return 0
+    print("Ctrl-C stops the server")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        shutdown()
+    return 0
+
+
 def cmd_models_fetch(args) -> int:
     from gkd.llm.models import load_teacher, resolve_model
 
@@ -161,26 +184,80 @@ def cmd_models_fetch(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    """The stages built so far, end to end on the embedded defaults; each skips what is done."""
-    from gkd.data import ingest
-    from gkd.gnn import distill
-    from gkd.llm import rationale, teacher
+def cmd_run(args) -> int:
+    """The whole job; finished stages whose config is unchanged are reused."""
+    from gkd.pipeline import STAGES, run_pipeline
 
-    print("gkd demo: ingest -> rationale -> teacher -> distill (register and serve come with issue 5)")
     cfg = config_from_args(args)
-    print(format_summary(ingest.run(cfg)))
-    r = rationale.run(cfg)
-    print(f"rationales: {r['nodes']:,} nodes ({r['json_ok']:,} with valid JSON; fallbacks {r['problems']})")
-    m = teacher.run(cfg)
-    print(f"teacher on {m['test_nodes']} test nodes: zero-shot acc {m['zero_shot']['acc']}, tuned acc "
-          f"{m['tuned']['acc']}; outputs for {m['covered_nodes']:,} nodes in {cfg.workdir / 'teacher'}")
-    print(format_student(distill.run(cfg)))
+    stages = [s.strip() for s in args.stages.split(",")] if args.stages else list(STAGES)
+    out = run_pipeline(cfg, stages, track=not args.no_track)
+    print_outcome(cfg, out)
     return 0
+
+
+def print_outcome(cfg: ExperimentConfig, out: dict) -> None:
+    st = out["stages"]
+    if "distill" in st:
+        print(format_student(st["distill"]["summary"]))
+    if "register" in st:
+        r = st["register"]["summary"]
+        print(f"registered {r['name']} version {r['version']} (alias {r['alias']})")
+    if out["run_id"]:
+        print(f"MLflow run {out['run_id']} at {out['tracking_uri']}")
+    reused = [s for s, r in st.items() if r["skipped"]]
+    print(f"stages reused: {', '.join(reused) if reused else 'none'}; work dir {cfg.workdir}")
+
+
+def cmd_demo(args) -> int:
+    """The whole pipeline on the embedded defaults, the promotion gate, then one live prediction from Serve."""
+    from gkd.pipeline import run_pipeline
+    from gkd.tracking.registry import promote
+
+    cfg = config_from_args(args)
+    print(f"gkd demo: ingest -> rationale -> teacher -> distill -> register -> promote -> serve ({cfg.name}, "
+          f"work dir {cfg.workdir})")
+    out = run_pipeline(cfg)
+    reg = out["stages"]["register"]["summary"]
+    gate = promote(reg["name"], reg["version"])
+    verdict = "promoted to champion" if gate["promoted"] else "not promoted"
+    print(f"promote {reg['name']} v{gate['version']}: {verdict} ({gate['reason']})")
+    print_outcome(cfg, out)
+    print(serve_once(cfg, out))
+    return 0
+
+
+def serve_once(cfg: ExperimentConfig, out: dict) -> str:
+    """Deploy the champion on Ray Serve, ask it about one test node over HTTP, shut it down."""
+    import urllib.request
+
+    import numpy as np
+
+    from gkd.data.store import node_arrays
+    from gkd.serve.app import run_local, shutdown
+
+    labels, split = node_arrays(cfg.graph_dir)
+    node = int(np.flatnonzero((split == "test") & (labels >= 0))[0])
+    base = run_local(cfg, blocking=False)
+    try:
+        req = urllib.request.Request(f"{base}/v1/predict", data=json.dumps({"node_ids": [node]}).encode(),
+                                     headers={"Content-Type": "application/json", **_auth_header(cfg)})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            answer = json.loads(resp.read())
+    finally:
+        shutdown()
+    return f"live prediction from {base}/v1/predict for node {node}: {json.dumps(answer)[:600]}"
+
+
+def _auth_header(cfg: ExperimentConfig) -> dict:
+    import os
+
+    token = os.environ.get(cfg.serve.token_env) if cfg.serve.token_env else None
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="experiment YAML (jobs/configs/*.yaml); default: embedded defaults")
+    p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key, e.g. --set ingest.encoder.name=hashing (repeatable)")
     p.add_argument("--out", help="work dir (the graph store goes to <out>/graph)")
@@ -191,11 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, help_ in [("ingest", cmd_ingest, "source -> canonical graph store (Ray Data)"),
-                            ("demo", cmd_demo, "run the built stages end to end on the embedded defaults")]:
+                            ("run", cmd_run, "the pipeline: ingest -> rationale -> teacher -> distill -> register"),
+                            ("demo", cmd_demo, "the pipeline on the embedded defaults, promotion, one live prediction")]:
         p = sub.add_parser(name, help=help_)
         add_config_args(p)
         p.add_argument("--source", choices=SOURCE_KINDS, help="source kind (replaces the config's source)")
         p.add_argument("--path", help="the source's local data (byo folder, apt lists dir, dataset root)")
+        if name == "run":
+            p.add_argument("--stages", help="comma-separated subset, e.g. distill,register (default: all)")
         p.set_defaults(fn=fn)
     for name, fn, help_ in [("rationale", cmd_rationale, "LLM rationales for the node budget (Ray Data, resumable)"),
                             ("teacher", cmd_teacher, "tune the teacher (Ray Train + DeepSpeed), write its outputs"),
@@ -212,6 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="version to promote (default: the one with alias candidate)")
     p.add_argument("--force", action="store_true", help="promote even if validation accuracy is lower")
     p.set_defaults(fn=cmd_promote)
+    p = sub.add_parser("serve", help="serve the student (MLflow alias or a checkpoint) over HTTP on Ray Serve")
+    add_config_args(p)
+    p.add_argument("--alias", help="registry alias to serve (default serve.alias: champion)")
+    p.add_argument("--checkpoint", help="serve this student checkpoint dir instead of the registry")
+    p.add_argument("--host", help="bind address (default serve.host: 127.0.0.1)")
+    p.add_argument("--port", type=int, help="HTTP port (default serve.port: 8000)")
+    p.add_argument("--cascade", action="store_true", help="send low-confidence answers to the teacher LLM")
+    p.add_argument("--detach", action="store_true",
+                   help="return once deployed; the app lives as long as the Ray cluster (use with RAY_ADDRESS)")
+    p.set_defaults(fn=cmd_serve)
     p = sub.add_parser("models", help="embedded models")
     msub = p.add_subparsers(dest="models_command", required=True)
     p = msub.add_parser("fetch", help="unpack the teacher LLM (llm.model) into the cache and check it loads")

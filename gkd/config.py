@@ -45,8 +45,13 @@ class DebianSource(Strict):
     ]
     # Sections with fewer packages become label -1 (unlabeled), so every class can be learnt.
     min_class_size: int = Field(60, ge=1)
-    # Keep only the first N packages (sorted by name) — for tests and tiny demos. None = all.
+    # Node budget for tests and quick demos. None = all packages.
     max_nodes: int | None = Field(None, ge=1)
+    # How a budget picks packages: the first N by name, or "snowball": packages in a seeded random order,
+    # each followed by everything it depends on (breadth-first), until N — an installed system's worth
+    # of packages whose dependency edges stay inside the sample.
+    sample: Literal["name", "snowball"] = "name"
+    sample_seed: int = 0
 
 
 class SyntheticSource(Strict):
@@ -307,11 +312,83 @@ class DistillConfig(Strict):
 
 
 class RayConfig(Strict):
-    """Where to run: address None joins RAY_ADDRESS if set, else starts a local cluster."""
+    """Where to run: address None joins RAY_ADDRESS if set, else starts a local cluster of its own
+    ("auto" joins a `ray start` cluster running on this machine)."""
 
     address: str | None = None
     num_cpus: int | None = Field(None, ge=1)  # local cluster only
     object_store_memory_gib: float | None = Field(None, gt=0)  # local cluster only
+
+
+# ----------------------------------------------------------------------------- serving
+
+
+class CascadeConfig(Strict):
+    """Student answers below a confidence threshold are re-asked of the teacher LLM (its own deployment)."""
+
+    enabled: bool = False
+    threshold: float = Field(0.5, gt=0, le=1)  # student confidence below this -> teacher; 1.0 = every answer
+    model: str | None = None  # None = the tuned teacher at <workdir>/teacher/checkpoint if present, else llm.model
+    num_replicas: int = Field(1, ge=1)
+    num_cpus_per_replica: float = Field(1.0, ge=0)
+    num_gpus_per_replica: float = Field(0.0, ge=0)
+    max_ongoing_requests: int = Field(16, ge=1)
+    max_batch_size: int = Field(8, ge=1)  # nodes per teacher forward (@serve.batch)
+    batch_wait_timeout_s: float = Field(0.01, ge=0)
+
+    @model_validator(mode="after")
+    def _batch_fits(self):
+        if self.max_batch_size > self.max_ongoing_requests:
+            raise ValueError(f"max_batch_size={self.max_batch_size} exceeds max_ongoing_requests="
+                             f"{self.max_ongoing_requests}: a batch could never fill; raise max_ongoing_requests")
+        return self
+
+
+class ServeConfig(Strict):
+    """`gkd serve`: the student from the MLflow registry (or a checkpoint dir) behind Ray Serve."""
+
+    model: str | None = None  # registered model name; None = <name>-student
+    alias: str = Field("champion", min_length=1)
+    checkpoint: Path | None = None  # serve this student checkpoint dir directly, no registry
+    app_name: str = Field("gkd-student", pattern=r"^[A-Za-z0-9_.-]+$")
+    host: str = Field("127.0.0.1", min_length=1)  # 0.0.0.0 exposes the API to the network
+    port: int = Field(8000, ge=1, le=65535)
+    route_prefix: str = "/"
+    # haproxy: Ray's HAProxy ingress + RAY_SERVE_THROUGHPUT_OPTIMIZED (direct ingress to the replica);
+    # proxy: Ray's classic Python proxy actor. Applied when this process starts the Serve controller.
+    ingress: Literal["haproxy", "proxy"] = "haproxy"
+    env: dict[str, str] = {}  # extra RAY_SERVE_* variables for the Serve controller, proxies and replicas
+    num_replicas: int = Field(1, ge=1)
+    num_cpus_per_replica: float = Field(1.0, ge=0)
+    num_gpus_per_replica: float = Field(0.0, ge=0)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    torch_threads: int | None = Field(1, ge=1)  # per replica; None = torch's default
+    infer_batch_size: int = Field(4096, ge=1)  # start-up layer-wise inference over all nodes
+    max_ongoing_requests: int = Field(64, ge=1)  # per replica
+    # @serve.batch around the model call: off; new_nodes (requests with new nodes: one encoder + GNN pass per
+    # batch, known nodes answered from the cache at once); all (every request waits for its batch)
+    batching: Literal["off", "new_nodes", "all"] = "new_nodes"
+    max_batch_size: int = Field(32, ge=1)  # requests per batched model call
+    batch_wait_timeout_s: float = Field(0.002, ge=0)
+    max_nodes_per_request: int = Field(256, ge=1)  # node ids + keys + new nodes; more -> 413
+    max_neighbors_per_node: int = Field(1024, ge=0)  # a new node's neighbour list; more -> 413
+    max_text_chars: int = Field(20_000, ge=1)  # a new node's text; longer -> 413 (ingest.max_text_chars cuts it after)
+    top_k: int = Field(5, ge=1)  # class probabilities returned per node unless the request says otherwise
+    token_env: str | None = "GKD_SERVE_TOKEN"  # bearer token read from this variable; unset or empty = no auth
+    access_log: bool = False  # Ray Serve's per-request access log (costs throughput)
+    cascade: CascadeConfig = Field(default_factory=CascadeConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if not self.route_prefix.startswith("/"):
+            raise ValueError(f"route_prefix must start with '/', got {self.route_prefix!r}")
+        if self.batching != "off" and self.max_batch_size > self.max_ongoing_requests:
+            raise ValueError(f"max_batch_size={self.max_batch_size} exceeds max_ongoing_requests="
+                             f"{self.max_ongoing_requests}: a batch could never fill; raise max_ongoing_requests")
+        bad = [k for k in self.env if not k.startswith("RAY_SERVE_")]
+        if bad:
+            raise ValueError(f"env takes RAY_SERVE_* variables only, got {bad}")
+        return self
 
 
 class ExperimentConfig(Strict):
@@ -324,6 +401,7 @@ class ExperimentConfig(Strict):
     rationale: RationaleConfig = Field(default_factory=RationaleConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @property
     def graph_dir(self) -> Path:

@@ -44,7 +44,9 @@ def init_ray(cfg: RayConfig):
         log.info("joining Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=True)
     else:
-        kwargs = {"include_dashboard": False}
+        # address="local": a cluster of our own, never whichever `ray start` cluster happens to run on
+        # this machine (set ray.address: auto to join that one)
+        kwargs = {"address": "local", "include_dashboard": False}
         if cfg.num_cpus:
             kwargs["num_cpus"] = cfg.num_cpus
         if cfg.object_store_memory_gib:

@@ -1,0 +1,367 @@
+"""Serving throughput: Ray Serve's knobs, the teacher, and a bare uvicorn app serving the same student, under wrk.
+
+  python -m gkd.bench.serve --workdir bench/work/teacher_debian \
+      --checkpoint bench/work/teacher_debian/students/sage-lingugkd-s0/checkpoint --out bench/results/serve.json
+
+--workdir holds graph/ (and teacher/checkpoint for the teacher runs); without a student there, a synthetic
+store and a random student are built under bench/work/serve (throughput does not depend on accuracy). Every
+Serve configuration is a fresh Serve instance on one local Ray cluster; each point is `wrk -t1 -c<C>` for
+--duration seconds on loopback, POSTing /v1/predict bodies cycled from a fixed set (random node ids). The
+bare app is gkd.serve.app.run_bare (the same FastAPI routes and student) in its own uvicorn process, up for
+the whole run: every Serve point is followed by the bare app's same point, so each ratio compares two runs
+seconds apart (this machine is shared; its background load moves). `serve_vs_bare_rps_ratio` = the best
+Serve configuration's req/s / the bare app's, at 32 connections with one node id per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from gkd.bench.report import write_result
+from gkd.config import ExperimentConfig, build_config, read_config_dict
+from gkd.runtime import setup_logging
+
+log = logging.getLogger("gkd.bench.serve")
+
+CONNECTIONS = [1, 8, 32]
+# (name, serve.* overrides, payloads): Ray's defaults first, then one knob at a time
+CONFIGS = [
+    ("ray_defaults", {"ingress": "proxy", "access_log": True, "max_ongoing_requests": 5, "batching": "off"},
+     ["ids1", "ids64"]),
+    ("proxy_no_access_log", {"ingress": "proxy", "access_log": False, "max_ongoing_requests": 64, "batching": "off"},
+     ["ids1", "ids64"]),
+    ("gkd_defaults", {}, ["ids1", "ids64", "new1"]),  # ServeConfig's defaults: haproxy, batching new_nodes
+    # batching off differs from the defaults only for requests with new nodes
+    ("haproxy_batch_off", {"ingress": "haproxy", "batching": "off"}, ["new1"]),
+    ("haproxy_batch_all", {"ingress": "haproxy", "batching": "all"}, ["ids1", "ids64", "new1"]),
+]
+DEFAULTS = "gkd_defaults"
+# cascade threshold 1.0: every answer comes from the teacher LLM (about a second per node on one core)
+TEACHER = ("teacher_only", {"cascade": {"enabled": True, "threshold": 1.0}}, ["ids1"])
+BARE_PAYLOADS = ["ids1", "ids64", "new1"]
+PAIRED = ["ids1", "ids64"]  # payloads measured on the bare app right after each Serve point
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def find_inputs(args) -> tuple[Path, Path, str | None]:
+    """(workdir with graph/, student checkpoint, teacher model or None); a synthetic world when none is given."""
+    work = Path(args.workdir)
+    ckpt = Path(args.checkpoint) if args.checkpoint else work / "student" / "checkpoint"
+    if (work / "graph" / "meta.json").is_file() and (ckpt / "student.json").is_file():
+        teacher = work / "teacher" / "checkpoint"
+        return work, ckpt, str(teacher.resolve()) if (teacher / "config.json").is_file() else None
+    log.warning("no graph + student under %s: building a synthetic store and a random student", work)
+    return synthetic_world(Path(args.synthetic_dir))
+
+
+def synthetic_world(root: Path) -> tuple[Path, Path, str]:
+    """5,000 synthetic nodes (hashing features), a random SAGE student, a tiny random Llama teacher."""
+    import torch
+
+    from gkd.data import ingest
+    from gkd.data.store import TAG
+    from gkd.gnn.distill import save_student
+    from gkd.gnn.models import GNN
+    from gkd.llm.models import make_tiny_llama
+
+    cfg = build_config({"name": "serve-bench", "workdir": str(root),
+                        "ingest": {"source": {"kind": "synthetic", "num_nodes": 5000, "num_edges": 40_000,
+                                              "num_classes": 10, "num_shards": 2},
+                                   "encoder": {"name": "hashing", "dim": 128}, "num_shards": 2}})
+    ingest.run(cfg)
+    tag = TAG.load(cfg.graph_dir)
+    ckpt = root / "student" / "checkpoint"
+    if not (ckpt / "student.json").is_file():
+        torch.manual_seed(0)
+        save_student(GNN("sage", 128, 128, tag.num_classes, 2), ckpt,
+                     {"class_names": tag.class_names, "encoder": tag.meta["encoder"], "graph": tag.name,
+                      "gnn": "sage", "method": "random"})
+    teacher = root / "teacher" / "checkpoint"
+    if not (teacher / "config.json").is_file():
+        make_tiny_llama(teacher, texts=tag.texts())
+    return root, ckpt, str(teacher)
+
+
+def payloads(graph_dir: Path, seed: int = 0, count: int = 256) -> dict[str, list[str]]:
+    """JSON bodies per payload kind: ids1 (one random node id), ids64 (64), new1 (a node's text and neighbours
+    posted as a new node: the inductive path, encoder included)."""
+    from gkd.data.store import TAG
+
+    tag = TAG.load(graph_dir, features=False)
+    rng = np.random.default_rng(seed)
+    n = tag.num_nodes
+    texts = tag.texts()
+    new = []
+    for i in rng.choice(n, count, replace=False).tolist():
+        nbrs = tag.neighbors(i)[:32].tolist()
+        new.append(json.dumps({"nodes": [{"text": texts[i] or "empty", "neighbors": nbrs}]}))
+    return {"ids1": [json.dumps({"node_ids": [int(i)]}) for i in rng.integers(0, n, count)],
+            "ids64": [json.dumps({"node_ids": rng.integers(0, n, 64).tolist()}) for _ in range(count)],
+            "new1": new}
+
+
+def lua_script(path: Path, url_path: str, bodies: list[str]) -> Path:
+    """A wrk script cycling through pre-formatted POST requests."""
+    quoted = []
+    for b in bodies:
+        if "]====]" in b:
+            raise ValueError("request body holds the Lua long-bracket terminator")
+        quoted.append(f"[====[{b}]====]")
+    path.write_text(
+        "local bodies = {" + ",\n".join(quoted) + "}\nlocal reqs, i = {}, 0\n"
+        "init = function(args)\n  for k, b in ipairs(bodies) do\n"
+        f'    reqs[k] = wrk.format("POST", "{url_path}", {{["Content-Type"] = "application/json"}}, b)\n'
+        "  end\nend\nrequest = function()\n  i = i % #reqs + 1\n  return reqs[i]\nend\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- wrk
+
+
+def parse_wrk(out: str) -> dict:
+    """wrk --latency output -> requests/s, p50/p90/p99 ms, requests, non-2xx and socket errors."""
+    def ms(label: str) -> float | None:
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return round(float(m.group(1)) * _UNITS[m.group(2)], 3) if m else None
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rps": float(rps.group(1)) if rps else 0.0, "p50_ms": ms("50%"), "p90_ms": ms("90%"),
+            "p99_ms": ms("99%"), "requests": int(total.group(1)) if total else 0,
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0}
+
+
+def wrk(url: str, script: Path, connections: int, duration: float, timeout_s: int) -> dict:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", f"--timeout={timeout_s}s", "--latency",
+           "-s", str(script), url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + timeout_s + 60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stdout[-800:]} {proc.stderr[-800:]}")
+    return parse_wrk(proc.stdout)
+
+
+def wait_healthy(base: str, timeout_s: float = 300, proc: subprocess.Popen | None = None) -> None:
+    t = time.time()
+    while time.time() - t < timeout_s:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the bare app exited with {proc.returncode} before it was healthy")
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{base}/healthz not ready after {timeout_s} s")
+
+
+def check_answer(base: str, body: str) -> dict:
+    req = urllib.request.Request(f"{base}/v1/predict", data=body.encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def point(base: str, script: Path, c: int, duration: float, sample: str, timeout_s: int = 10) -> dict:
+    check_answer(base, sample)  # returns once the requests an earlier wrk left in flight are done
+    return {**wrk(f"{base}/v1/predict", script, c, duration, timeout_s), "loadavg_1m": round(os.getloadavg()[0], 2)}
+
+
+def measure(name: str, base: str, scripts: dict[str, Path], kinds: list[str], conns: list[int], args, sample: str,
+            bare: str | None = None, timeout_s: int = 10, warmup: bool = True) -> list[dict]:
+    """wrk at every (payload, connections); with `bare`, the bare app's same point right after (paired under
+    the same background load: this machine is shared) for vs_bare."""
+    rows = []
+    if warmup:
+        wrk(f"{base}/v1/predict", scripts[kinds[0]], max(conns), 2, timeout_s)
+    for kind in kinds:
+        for c in conns:
+            r = {"config": name, "payload": kind, "connections": c,
+                 **point(base, scripts[kind], c, args.duration, sample, timeout_s)}
+            if bare and kind in PAIRED:
+                r["bare_rps"] = point(bare, scripts[kind], c, args.duration, sample)["rps"]
+                r["vs_bare"] = round(r["rps"] / r["bare_rps"], 3) if r["bare_rps"] else None
+            rows.append(r)
+            log.info("%-24s %-5s c=%-3d %9.1f req/s  p50 %s ms  p99 %s ms  non-2xx %d%s", name, kind, c, r["rps"],
+                     r["p50_ms"], r["p99_ms"], r["non_2xx"] + r["socket_errors"],
+                     f"  (bare right after: {r['bare_rps']:.1f} req/s)" if "bare_rps" in r else "")
+    return rows
+
+
+# ----------------------------------------------------------------------------- the runs
+
+
+def serve_cfg(base_cfg: ExperimentConfig, overrides: dict, port: int) -> ExperimentConfig:
+    data = base_cfg.model_dump(mode="json")
+    serve = data["serve"]
+    for k, v in overrides.items():
+        serve[k] = {**serve[k], **v} if isinstance(v, dict) else v
+    serve["port"] = port
+    return ExperimentConfig.model_validate(data)
+
+
+def run_serve_config(base_cfg, name, overrides, kinds, scripts, args, conns, sample: str,
+                     bare: str | None = None) -> tuple[list[dict], dict]:
+    from gkd.serve.app import free_port, run_local, shutdown
+
+    cfg = serve_cfg(base_cfg, overrides, free_port())
+    t = time.time()
+    base = run_local(cfg, blocking=False)
+    try:
+        wait_healthy(base)
+        startup = round(time.time() - t, 1)
+        answer = check_answer(base, sample)["predictions"][0]
+        slow = "cascade" in overrides
+        rows = measure(name, base, scripts, kinds, conns, args, sample, bare, timeout_s=60 if slow else 10,
+                       warmup=not slow)
+    finally:
+        shutdown()
+    return rows, {"startup_s": startup, "serve": overrides, "sample_answer": answer}
+
+
+def start_bare(base_cfg) -> tuple[subprocess.Popen, str, float]:
+    """gkd.serve.app.run_bare in its own process: (process, base URL, start-up seconds)."""
+    from gkd.serve.app import free_port
+
+    cfg = serve_cfg(base_cfg, {}, free_port())
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(cfg.model_dump_json())
+    proc = subprocess.Popen([sys.executable, "-m", "gkd.bench.serve", "--bare", f.name])
+    base = f"http://127.0.0.1:{cfg.serve.port}"
+    t = time.time()
+    try:
+        wait_healthy(base, proc=proc)
+    finally:
+        os.unlink(f.name)
+    return proc, base, round(time.time() - t, 1)
+
+
+def rps(rows: list[dict], config: str, payload: str, c: int, key: str = "rps") -> float | None:
+    got = [r.get(key) for r in rows if (r["config"], r["payload"], r["connections"]) == (config, payload, c)]
+    return got[0] if got else None
+
+
+def summarize(rows: list[dict], serve_names: list[str]) -> dict:
+    """Tables of req/s; the best Serve configuration by its paired ratio to the bare app (ids1, 32 connections)."""
+    table = {}
+    for r in rows:
+        table.setdefault(r["config"], {}).setdefault(r["payload"], {})[str(r["connections"])] = round(r["rps"], 1)
+    paired = [n for n in serve_names if rps(rows, n, "ids1", 32, "vs_bare") is not None]
+    if not paired:  # --no-bare, or no configuration with one-id requests
+        return {"rps_table": table}
+    best = max(paired, key=lambda n: rps(rows, n, "ids1", 32, "vs_bare"))
+    ratios = {k: {str(c): rps(rows, best, k, c, "vs_bare") for c in CONNECTIONS} for k in PAIRED}
+    out = {"rps_table": table, "best_serve_config": best,
+           "serve_vs_bare_rps_ratio": ratios["ids1"]["32"],
+           "serve_vs_bare_rps_ratio_by_point": ratios,
+           "defaults_vs_bare_rps_ratio": rps(rows, DEFAULTS, "ids1", 32, "vs_bare"),
+           "vs_bare_by_config": {n: {k: {str(c): rps(rows, n, k, c, "vs_bare") for c in CONNECTIONS} for k in PAIRED}
+                                 for n in paired}}
+    out["best_nodes_per_s_ids64"] = {str(c): round(rps(rows, best, "ids64", c) * 64, 1) for c in CONNECTIONS
+                                     if rps(rows, best, "ids64", c)}
+    if any(r["config"] == TEACHER[0] for r in rows):
+        out["teacher_vs_student_rps"] = {str(c): {"teacher": rps(rows, TEACHER[0], "ids1", c),
+                                                  "student": rps(rows, DEFAULTS, "ids1", c)} for c in (1, 8)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="jobs/configs/debian.yaml", help="experiment YAML (serve.*, llm.*, prompt.*)")
+    ap.add_argument("--workdir", default="bench/work/teacher_debian", help="holds graph/ (+ teacher/checkpoint)")
+    ap.add_argument("--checkpoint", help="student checkpoint dir (default <workdir>/student/checkpoint)")
+    ap.add_argument("--synthetic-dir", default="bench/work/serve", help="where the fallback synthetic world goes")
+    ap.add_argument("--out", default="bench/results/serve.json")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk point")
+    ap.add_argument("--teacher-duration", type=float, default=20.0)
+    ap.add_argument("--configs", help="comma-separated subset of " + ",".join(n for n, _, _ in CONFIGS))
+    ap.add_argument("--no-teacher", action="store_true")
+    ap.add_argument("--no-bare", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--bare", help=argparse.SUPPRESS)  # internal: run the bare app from this config JSON
+    args = ap.parse_args(argv)
+    setup_logging()
+    if args.bare:
+        from gkd.serve.app import run_bare as serve_bare
+
+        serve_bare(ExperimentConfig.model_validate_json(Path(args.bare).read_text()))
+        return 0
+    if shutil.which("wrk") is None:
+        sys.exit("gkd.bench.serve needs wrk on PATH (apt-get install wrk)")
+    import ray
+
+    from gkd.config import parse_overrides
+
+    data = read_config_dict(args.config)
+    # a Ray of our own (address="local"), never a cluster someone else left running on this machine
+    ray.init(address="local", num_cpus=(data.get("ray") or {}).get("num_cpus") or os.cpu_count(),
+             include_dashboard=False, log_to_driver=False)
+    work, ckpt, teacher = find_inputs(args)
+    data.update(workdir=str(work.resolve()))
+    data.setdefault("serve", {}).update(checkpoint=str(ckpt.resolve()), token_env=None)
+    if teacher:
+        data["serve"].setdefault("cascade", {})["model"] = teacher
+    base_cfg = build_config(data, args.config, parse_overrides(args.set))
+    bodies = payloads(base_cfg.graph_dir)
+    scratch = Path(tempfile.mkdtemp(prefix="gkd-bench-serve-"))
+    path = base_cfg.serve.route_prefix.rstrip("/") + "/v1/predict"
+    scripts = {k: lua_script(scratch / f"{k}.lua", path, v) for k, v in bodies.items()}
+    sample = bodies["ids1"][0]
+    chosen = [c for c in CONFIGS if not args.configs or c[0] in args.configs.split(",")]
+    rows, details = [], {}
+    t0 = time.time()
+    proc, bare, bare_startup = (None, None, None) if args.no_bare else start_bare(base_cfg)
+    try:
+        if bare:
+            rows += measure("bare_uvicorn", bare, scripts, BARE_PAYLOADS, CONNECTIONS, args, sample)
+            details["bare_uvicorn"] = {"startup_s": bare_startup,
+                                       "sample_answer": check_answer(bare, sample)["predictions"][0]}
+        for name, overrides, kinds in chosen:
+            r, d = run_serve_config(base_cfg, name, overrides, kinds, scripts, args, CONNECTIONS, sample, bare)
+            rows += r
+            details[name] = d
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+    if not args.no_teacher and teacher:
+        targs = argparse.Namespace(**{**vars(args), "duration": args.teacher_duration})
+        r, d = run_serve_config(base_cfg, *TEACHER, scripts, targs, [1, 8], sample)
+        rows += r
+        details[TEACHER[0]] = {**d, "teacher": teacher}
+    ray.shutdown()
+    shutil.rmtree(scratch, ignore_errors=True)
+    from gkd.gnn.distill import load_student
+
+    _, info = load_student(ckpt)
+    result = {
+        "student": {"checkpoint": str(ckpt), "graph": info.get("graph"), "gnn": info.get("gnn"),
+                    "method": info.get("method"), "spec": info.get("spec"), "test_acc": info.get("test_acc")},
+        "teacher": teacher, "duration_s": args.duration,
+        "wrk": "wrk -t1 -c{1,8,32} --latency -s <script cycling 256 POST bodies> on 127.0.0.1",
+        **summarize(rows, [n for n, _, _ in chosen]), "configs": details, "runs": rows,
+        "bench_wall_s": round(time.time() - t0, 1),
+    }
+    write_result(args.out, result, "gkd.bench.serve", argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

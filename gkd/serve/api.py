@@ -1,0 +1,139 @@
+"""The HTTP API (FastAPI): request/response schemas and routes, shared by the Ray Serve ingress and the bare app.
+
+POST /v1/predict   node ids, keys, or new nodes (text + neighbour ids) -> label, confidence, probabilities
+GET  /v1/model     the served model: registry name, version, alias, metrics, graph, limits
+GET  /healthz      liveness (no auth)
+Schema errors are 422 (FastAPI); semantic ones 400 / 404 / 413 with a `detail` message; a missing or
+wrong bearer token 401.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import inspect
+import json
+import os
+from typing import Awaitable, Callable
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from gkd.config import ServeConfig
+from gkd.serve.model import STUDENT, TEACHER, Query, RequestError, StudentService
+
+
+class NewNode(BaseModel):
+    """A node the graph has not seen: its text and the existing nodes it links to."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: StrictStr = Field(description="the node's text, encoded with the graph's own encoder")
+    neighbors: list[StrictInt] = Field(default=[], description="node ids of its neighbours in the graph")
+    neighbor_keys: list[StrictStr] = Field(default=[], description="or their keys (e.g. Debian package names)")
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"node_ids": [0, 42]}, {"keys": ["bash"]},
+                     {"nodes": [{"text": "command-line tool to query DNS servers", "neighbor_keys": ["libc6"]}]}]})
+    node_ids: list[StrictInt] = Field(default=[], description="node ids 0..N-1 of the graph")
+    keys: list[StrictStr] = Field(default=[], description="the source's own node ids (Debian: package names)")
+    nodes: list[NewNode] = Field(default=[], description="new nodes, classified inductively")
+    top_k: StrictInt | None = Field(default=None, ge=1, description="class probabilities per node (default serve.top_k)")
+
+
+class Prediction(BaseModel):
+    node_id: int | None = Field(description="None for a new node")
+    key: str | None
+    label: str
+    confidence: float
+    probabilities: dict[str, float] = Field(description="the top_k classes, most probable first")
+    answered_by: str = Field(description="'student', or 'teacher' when the cascade passed a low-confidence answer on")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: str | None
+    predictions: list[Prediction]
+
+
+def token_digest(scfg: ServeConfig) -> str | None:
+    """sha256 of the bearer token in $<serve.token_env>, None when unset or empty (no auth)."""
+    token = os.environ.get(scfg.token_env) if scfg.token_env else None
+    return hashlib.sha256(token.encode()).hexdigest() if token else None
+
+
+def body_limit(scfg: ServeConfig) -> int:
+    """Largest /v1/predict body the limits allow (JSON escapes counted at 6 bytes a character); larger is a 413."""
+    return 2**20 + scfg.max_nodes_per_request * (6 * scfg.max_text_chars + 24 * scfg.max_neighbors_per_node)
+
+
+_HAS_BODY_LIMIT = "max_body_size" in inspect.signature(FastAPI.post).parameters  # FastAPI >= 0.13x
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status_code=status, media_type="application/json")
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+StudentFn = Callable[[Query], Awaitable[np.ndarray]]
+TeacherFn = Callable[[list[dict]], Awaitable[np.ndarray]]
+
+
+def build_api(service: StudentService, student: StudentFn, teacher: TeacherFn | None = None,
+              token_sha256: str | None = None) -> FastAPI:
+    """The FastAPI app: student(query) -> probs (n, C); teacher(items) -> probs (k, C) for the cascade."""
+    cascade = service.scfg.cascade
+    app = FastAPI(title="gkd student", version="1", description=__doc__)
+
+    @app.exception_handler(RequestError)
+    async def _refused(_: Request, err: RequestError):
+        return JSONResponse({"detail": str(err)}, status_code=err.status)
+
+    async def authorized(request: Request) -> None:  # async: FastAPI would run a sync one in a thread
+        if token_sha256 is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(digest, token_sha256):
+            raise _Unauthorized()
+
+    @app.exception_handler(_Unauthorized)
+    async def _unauthorized(_: Request, __: Exception):
+        return JSONResponse({"detail": "missing or wrong bearer token: send 'Authorization: Bearer <token>'"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    limit = {"max_body_size": body_limit(service.scfg)} if _HAS_BODY_LIMIT else {}
+
+    @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(authorized)], **limit)
+    async def predict(req: PredictRequest):
+        q = service.parse(req.node_ids, req.keys, [n.model_dump() for n in req.nodes], req.top_k)
+        probs = await student(q)
+        by = [STUDENT] * len(q)
+        if teacher is not None:
+            conf = probs.max(1)
+            low = np.arange(len(q)) if cascade.threshold >= 1.0 else np.flatnonzero(conf < cascade.threshold)
+            if len(low):
+                probs = probs.copy()
+                probs[low] = await teacher(q.teacher_items(low))
+                for r in low.tolist():
+                    by[r] = TEACHER
+        return _json(service.answer(q, probs, by))
+
+    @app.get("/v1/model", dependencies=[Depends(authorized)])
+    async def model():
+        info = service.describe()
+        info["cascade"] = ({"enabled": True, "threshold": cascade.threshold} if teacher is not None
+                           else {"enabled": False})
+        return _json(info)
+
+    @app.get("/healthz")
+    async def healthz():
+        return _json({"status": "ok", "model": service.model_info["name"], "nodes": service.num_nodes})
+
+    return app

@@ -1,0 +1,45 @@
+"""serve: and serve.cascade: in the experiment config: defaults and the errors a user can hit."""
+
+import pytest
+
+from gkd.config import build_config
+from gkd.errors import ConfigError
+from gkd.serve.api import body_limit
+from gkd.serve.app import local_env, serve_env
+
+
+def test_defaults_bind_loopback_with_the_fast_ingress_and_the_cascade_off():
+    s = build_config({}).serve
+    assert (s.host, s.port, s.alias, s.ingress, s.batching, s.access_log) == (
+        "127.0.0.1", 8000, "champion", "haproxy", "new_nodes", False)
+    assert s.token_env == "GKD_SERVE_TOKEN" and not s.cascade.enabled and s.cascade.threshold == 0.5
+    assert serve_env(s) == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    assert body_limit(s) == 2**20 + 256 * (6 * 20_000 + 24 * 1024)
+
+
+@pytest.mark.parametrize("serve, message", [
+    ({"route_prefix": "api"}, "serve: Value error, route_prefix must start with '/'"),
+    ({"env": {"OMP_NUM_THREADS": "1"}}, "env takes RAY_SERVE_* variables only"),
+    ({"max_batch_size": 128}, "max_batch_size=128 exceeds max_ongoing_requests=64"),
+    ({"cascade": {"threshold": 0}}, "serve.cascade.threshold: Input should be greater than 0"),
+    ({"cascade": {"max_batch_size": 32}}, "max_batch_size=32 exceeds max_ongoing_requests=16"),
+    ({"ingress": "nginx"}, "serve.ingress: Input should be 'haproxy' or 'proxy'"),
+    ({"batching": True}, "serve.batching: Input should be 'off', 'new_nodes' or 'all'"),
+    ({"port": 70000}, "serve.port: Input should be less than or equal to 65535"),
+])
+def test_bad_serve_settings_name_the_key(serve, message):
+    with pytest.raises(ConfigError) as err:
+        build_config({"serve": serve})
+    assert message in str(err.value)
+
+
+def test_local_runs_get_their_own_haproxy_files_and_ports_but_serve_env_wins():
+    from gkd.serve.app import shutdown
+
+    s = build_config({"serve": {"env": {"RAY_SERVE_HAPROXY_STATS_PORT": "18404"}}}).serve
+    a, b = local_env(s), local_env(s)
+    assert a["RAY_SERVE_HAPROXY_STATS_PORT"] == b["RAY_SERVE_HAPROXY_STATS_PORT"] == "18404"
+    assert a["RAY_SERVE_HAPROXY_SOCKET_PATH"] != b["RAY_SERVE_HAPROXY_SOCKET_PATH"]
+    assert len(a["RAY_SERVE_HAPROXY_SOCKET_PATH"]) + 57 <= 97  # HAProxy's limit, with Ray's 56-char directory
+    assert local_env(build_config({"serve": {"ingress": "proxy"}}).serve) == {}
+    shutdown()  # no Serve running: removes the two scratch directories
