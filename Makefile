@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test bench bench-ingest-scale bench-teacher bench-distill bench-sampler bench-serve apt-lists clean
+.PHONY: venv demo test bench bench-ingest-scale bench-teacher bench-distill bench-sampler bench-serve bench-cost apt-lists clean
 
 venv: $(STAMP)
 
@@ -32,7 +32,7 @@ demo: venv apt-lists
 test: venv apt-lists
 	$(PY) -m pytest -q tests
 
-bench: bench-ingest-scale bench-teacher bench-distill bench-sampler bench-serve
+bench: bench-ingest-scale bench-teacher bench-distill bench-sampler bench-serve bench-cost
 
 bench-ingest-scale: venv
 	$(PY) -m gkd.bench.ingest_scale --config jobs/configs/synthetic_products.yaml --out bench/results/ingest_scale.json --workdir bench/work/ingest_scale
@@ -57,6 +57,10 @@ bench-serve: venv
 	else echo "bench-serve needs wrk (the HTTP benchmark): run 'sudo apt-get install wrk' and retry" >&2; exit 1; fi; }
 	$(PY) -m gkd.bench.serve --config jobs/configs/debian.yaml --workdir bench/work/teacher_debian \
 		--checkpoint bench/work/teacher_debian/students/sage-lingugkd-s0/checkpoint --out bench/results/serve.json
+
+# the demo's student vs its tuned teacher on the same 64 test nodes, one thread each (after make demo)
+bench-cost: venv
+	$(PY) -m gkd.bench.cost --config jobs/configs/demo.yaml --out bench/results/cost.json
 
 clean:
 	rm -rf $(VENV) runs
