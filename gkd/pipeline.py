@@ -225,25 +225,13 @@ def _stage_params(cfg: ExperimentConfig, stage: str) -> dict:
 # ----------------------------------------------------------------------------- what each stage logs
 
 
-def numeric_metrics(d: dict, prefix: str = "", depth: int = 2) -> dict[str, float]:
-    """Numbers in a (nested) summary as flat MLflow metric names; lists and strings are left out."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and depth > 0:
-            out.update(numeric_metrics(v, key + ".", depth - 1))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
-            out[key] = float(v)
-    return out
-
-
 def _track(cfg: ExperimentConfig, stage: str, summary: dict) -> None:
     """Metrics + artifacts of a stage into the active (nested) run (curves were logged live by rank 0)."""
     import mlflow
 
-    metrics = numeric_metrics({k: v for k, v in summary.items() if k not in ("history", "per_class")})
-    if metrics:
-        mlflow.log_metrics(metrics)
+    from gkd.tracking.tracker import log_metrics
+
+    log_metrics({k: v for k, v in summary.items() if k not in ("history", "per_class")}, depth=2)
     with tempfile.TemporaryDirectory(prefix=f"gkd-{stage}-") as tmp:
         tmp = Path(tmp)
         files = ARTIFACTS[stage](cfg, summary, tmp)

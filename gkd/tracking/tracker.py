@@ -96,17 +96,23 @@ def log_history(history: list[dict], step_key: str = "epoch") -> None:
                             if k != step_key and isinstance(v, (int, float)) and v == v}, step=step)
 
 
-def log_metrics(metrics: dict, prefix: str = "") -> None:
-    """Nested numeric metrics flattened with dots ({"test": {"acc": .5}} -> test.acc)."""
+def numeric_metrics(d: dict, prefix: str = "", depth: int = 1) -> dict[str, float]:
+    """Numbers in a nested dict as flat MLflow metric names ({"test": {"acc": .5}} -> test.acc), down to
+    `depth` levels of nesting; lists, strings, bools and NaN are left out."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and depth > 0:
+            out.update(numeric_metrics(v, key + ".", depth - 1))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
+            out[key] = float(v)
+    return out
+
+
+def log_metrics(metrics: dict, prefix: str = "", depth: int = 1) -> None:
+    """Nested numeric metrics flattened with dots into the active run (see numeric_metrics)."""
     import mlflow
 
-    flat = {}
-    for k, v in metrics.items():
-        if isinstance(v, dict):
-            for kk, vv in v.items():
-                if isinstance(vv, (int, float)) and not isinstance(vv, bool):
-                    flat[f"{prefix}{k}.{kk}"] = float(vv)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            flat[f"{prefix}{k}"] = float(v)
+    flat = numeric_metrics(metrics, prefix, depth)
     if flat:
         mlflow.log_metrics(flat)
