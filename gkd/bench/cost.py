@@ -133,7 +133,8 @@ def teacher_side(cfg, tag, nodes: np.ndarray, batch: int, model_path: str) -> di
             "acc": round(float((pred == tag.labels[nodes]).mean()), 4)}
 
 
-def run(cfg, num_nodes: int, student_batch: int, teacher_batch: int, threads: int) -> dict:
+def run(cfg, num_nodes: int, student_batch: int, teacher_batch: int, threads: int,
+        checkpoint: Path | None = None) -> dict:
     import torch
 
     from gkd.data.store import TAG
@@ -142,7 +143,7 @@ def run(cfg, num_nodes: int, student_batch: int, teacher_batch: int, threads: in
     from gkd.llm.teacher import eval_nodes
 
     torch.set_num_threads(threads)
-    checkpoint = cfg.workdir / "student" / "checkpoint"
+    checkpoint = Path(checkpoint or cfg.workdir / "student" / "checkpoint")
     if not checkpoint.is_dir():
         raise GkdError(f"{checkpoint} is missing: run `gkd run --config ...` (or make demo) first")
     tuned = cfg.workdir / "teacher" / "checkpoint"
@@ -172,7 +173,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     p = argparse.ArgumentParser(prog="python -m gkd.bench.cost", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", help="an experiment with graph/, teacher/ and student/ in its work dir "
+                   "(e.g. jobs/configs/demo.yaml after make demo); default: the quality suite's world of --profile")
+    p.add_argument("--profile", choices=["full", "quick"], default="full",
+                   help="without --config: the Debian world of the quality suite (full) or its 300-node one (quick)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--out", dest="result", default="bench/results/cost.json")
     p.add_argument("--workdir", help="work dir with graph/, teacher/ and student/ (default: the config's)")
@@ -182,9 +186,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1, help="torch threads for each model")
     args = p.parse_args(argv)
     setup_logging("INFO")
-    args.out = args.workdir
-    cfg = config_from_args(args)
-    result = run(cfg, args.nodes, args.student_batch, args.teacher_batch, args.threads)
+    checkpoint = None
+    if args.config:
+        args.out = args.workdir
+        cfg = config_from_args(args)
+    else:
+        from gkd.bench.quality import world_student
+
+        cfg, checkpoint = world_student(args.profile, args.workdir or "bench/work/quality")
+        if args.profile == "quick":
+            args.nodes = min(args.nodes, 16)
+    result = {"profile": args.profile if not args.config else "full",
+              **run(cfg, args.nodes, args.student_batch, args.teacher_batch, args.threads, checkpoint)}
     return write_result(args.result, result, "gkd.bench.cost", argv)
 
 

@@ -153,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="bench/results/sampler.json")
     ap.add_argument("--workdir", default="bench/work/sampler", help="where graph (a) is cached")
-    ap.add_argument("--graph-dir", default="bench/work/teacher_debian/graph", help="graph store for graph (b)")
+    ap.add_argument("--graph-dir", default="bench/work/quality/graph", help="graph store for graph (b)")
+    ap.add_argument("--profile", choices=["full", "quick"], default="full",
+                    help="quick: graph (b) only (the quality suite's quick graph when --graph-dir has none), "
+                         "2,048 seeds, 1 s per side, PyG only if its wheels are built (a smoke test)")
     ap.add_argument("--fanouts", default="15,10")
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--num-seeds", type=int, default=16_384, help="seeds per epoch (a seeded random subset)")
@@ -172,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     site = torch_sparse_site()
+    if args.profile == "quick":
+        return quick(args, site, argv)
     if site is None:
         print(f"torch-sparse wheels are not in {WHEEL_DIR} yet (torch_scatter-2.1.2-*.whl and "
               f"torch_sparse-0.6.18-*.whl). Build them (about 40 min on 2 cores) with:\n  "
@@ -186,18 +191,34 @@ def main(argv: list[str] | None = None) -> int:
     else:
         log.info("no graph store at %s: graph (b) skipped", args.graph_dir)
 
-    result = {"torch_threads": 1, "graphs": []}
-    for name, path in graphs:
-        with np.load(path) as z:
-            num_nodes, num_edges = len(z["indptr"]) - 1, len(z["indices"])
-        ours, pyg = measure("ours", path, args, site), measure("pyg", path, args, site)
-        result["graphs"].append({
-            "name": name, "csr": str(path), "num_nodes": num_nodes, "num_edges": num_edges,  # CSR entries
-            "fanouts": fanouts,
-            "batch_size": args.batch_size, "ours": ours, "pyg": pyg,
-            "seeds_per_s_ratio_vs_pyg": round(ours["seeds_per_s"] / pyg["seeds_per_s"], 2),
-        })
+    result = {"profile": "full", "torch_threads": 1, "graphs": [compare(name, path, args, site) for name, path in graphs]}
     result["seeds_per_s_ratio_vs_pyg"] = result["graphs"][0]["seeds_per_s_ratio_vs_pyg"]
+    write_result(args.out, result, "gkd.bench.sampler", argv)
+    return 0
+
+
+def compare(name: str, path: Path, args, site: Path | None) -> dict:
+    """Both sides on one CSR (PyG recorded as skipped without its wheels)."""
+    with np.load(path) as z:
+        num_nodes, num_edges = len(z["indptr"]) - 1, len(z["indices"])
+    ours = measure("ours", path, args, site)
+    pyg = measure("pyg", path, args, site) if site else {"skipped": f"torch-sparse wheels not built in {WHEEL_DIR}"}
+    return {"name": name, "csr": str(path), "num_nodes": num_nodes, "num_edges": num_edges,  # CSR entries
+            "fanouts": [int(f) for f in args.fanouts.split(",")], "batch_size": args.batch_size, "ours": ours,
+            "pyg": pyg, "seeds_per_s_ratio_vs_pyg": round(ours["seeds_per_s"] / pyg["seeds_per_s"], 2) if site else None}
+
+
+def quick(args, site: Path | None, argv) -> int:
+    """The smoke test: graph (b) only, small and short."""
+    graph_dir = Path(args.graph_dir)
+    if not (graph_dir / "csr.npz").is_file():
+        from gkd.bench.quality import world_graph
+
+        graph_dir = world_graph("quick", Path(args.workdir) / "quick").graph_dir
+    args.num_seeds, args.min_seconds, args.batch_size = min(args.num_seeds, 2048), 1.0, min(args.batch_size, 256)
+    g = compare(json.loads((graph_dir / "meta.json").read_text())["name"], graph_dir / "csr.npz", args, site)
+    result = {"profile": "quick", "torch_threads": 1, "graphs": [g],
+              "seeds_per_s_ratio_vs_pyg": g["seeds_per_s_ratio_vs_pyg"]}
     write_result(args.out, result, "gkd.bench.sampler", argv)
     return 0
 

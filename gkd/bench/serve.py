@@ -258,6 +258,24 @@ def rps(rows: list[dict], config: str, payload: str, c: int, key: str = "rps") -
     return got[0] if got else None
 
 
+# payload -> (unbatched, batched) configuration: the defaults batch only requests that carry new nodes
+BATCH_PAIRS = {"ids1": ("gkd_defaults", "haproxy_batch_all"), "ids64": ("gkd_defaults", "haproxy_batch_all"),
+               "new1": ("haproxy_batch_off", "gkd_defaults")}
+
+
+def batched_vs_unbatched(rows: list[dict]) -> dict:
+    """Per payload and connections: req/s, p50 and p99 of @serve.batch on vs off, and the req/s ratio."""
+    out = {}
+    for payload, (off, on) in BATCH_PAIRS.items():
+        for c in CONNECTIONS:
+            sides = {side: {k: rps(rows, name, payload, c, k) for k in ("rps", "p50_ms", "p99_ms")} | {"config": name}
+                     for side, name in (("unbatched", off), ("batched", on))}
+            if sides["unbatched"]["rps"] and sides["batched"]["rps"]:
+                out.setdefault(payload, {})[str(c)] = sides | {
+                    "rps_ratio": round(sides["batched"]["rps"] / sides["unbatched"]["rps"], 3)}
+    return out
+
+
 def summarize(rows: list[dict], serve_names: list[str]) -> dict:
     """Tables of req/s; the best Serve configuration by its paired ratio to the bare app (ids1, 32 connections)."""
     table = {}
@@ -265,7 +283,7 @@ def summarize(rows: list[dict], serve_names: list[str]) -> dict:
         table.setdefault(r["config"], {}).setdefault(r["payload"], {})[str(r["connections"])] = round(r["rps"], 1)
     paired = [n for n in serve_names if rps(rows, n, "ids1", 32, "vs_bare") is not None]
     if not paired:  # --no-bare, or no configuration with one-id requests
-        return {"rps_table": table}
+        return {"rps_table": table, "batched_vs_unbatched": batched_vs_unbatched(rows)}
     best = max(paired, key=lambda n: rps(rows, n, "ids1", 32, "vs_bare"))
     ratios = {k: {str(c): rps(rows, best, k, c, "vs_bare") for c in CONNECTIONS} for k in PAIRED}
     out = {"rps_table": table, "best_serve_config": best,
@@ -276,6 +294,7 @@ def summarize(rows: list[dict], serve_names: list[str]) -> dict:
                                  for n in paired}}
     out["best_nodes_per_s_ids64"] = {str(c): round(rps(rows, best, "ids64", c) * 64, 1) for c in CONNECTIONS
                                      if rps(rows, best, "ids64", c)}
+    out["batched_vs_unbatched"] = batched_vs_unbatched(rows)
     if any(r["config"] == TEACHER[0] for r in rows):
         out["teacher_vs_student_rps"] = {str(c): {"teacher": rps(rows, TEACHER[0], "ids1", c),
                                                   "student": rps(rows, DEFAULTS, "ids1", c)} for c in (1, 8)}
@@ -285,7 +304,7 @@ def summarize(rows: list[dict], serve_names: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="jobs/configs/debian.yaml", help="experiment YAML (serve.*, llm.*, prompt.*)")
-    ap.add_argument("--workdir", default="bench/work/teacher_debian", help="holds graph/ (+ teacher/checkpoint)")
+    ap.add_argument("--workdir", default="bench/work/quality", help="holds graph/ (+ teacher/checkpoint)")
     ap.add_argument("--checkpoint", help="student checkpoint dir (default <workdir>/student/checkpoint)")
     ap.add_argument("--synthetic-dir", default="bench/work/serve", help="where the fallback synthetic world goes")
     ap.add_argument("--out", default="bench/results/serve.json")
@@ -295,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-teacher", action="store_true")
     ap.add_argument("--no-bare", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--profile", choices=["full", "quick"], default="full",
+                    help="quick: 1 s per point, the batching configurations only, no teacher (a smoke test)")
     ap.add_argument("--bare", help=argparse.SUPPRESS)  # internal: run the bare app from this config JSON
     args = ap.parse_args(argv)
     setup_logging()
@@ -303,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
 
         serve_bare(ExperimentConfig.model_validate_json(Path(args.bare).read_text()))
         return 0
+    if args.profile == "quick":
+        args.duration, args.no_teacher = 1.0, True
+        args.configs = args.configs or "gkd_defaults,haproxy_batch_off,haproxy_batch_all"
     if shutil.which("wrk") is None:
         sys.exit("gkd.bench.serve needs wrk on PATH (apt-get install wrk)")
     import ray
@@ -352,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _, info = load_student(ckpt)
     result = {
+        "profile": args.profile,
         "student": {"checkpoint": str(ckpt), "graph": info.get("graph"), "gnn": info.get("gnn"),
                     "method": info.get("method"), "spec": info.get("spec"), "test_acc": info.get("test_acc")},
         "teacher": teacher, "duration_s": args.duration,

@@ -21,7 +21,8 @@ import torch
 from gkd.config import DistillConfig, ExperimentConfig
 from gkd.errors import DataError
 from gkd.gnn import losses as L
-from gkd.gnn.inputs import (TEST, VAL, graph_arrays, rationale_arrays, read_teacher_accuracy, teacher_arrays)
+from gkd.gnn.inputs import (TEST, VAL, graph_arrays, label_rate_split, rationale_arrays, read_teacher_accuracy,
+                            teacher_arrays)
 from gkd.gnn.models import GNN, build_gnn
 from gkd.gnn.train import METHOD_LOSSES, keyword_inputs, repeat_key_edges, tensors, train_distributed
 from gkd.tracking.live import live_target
@@ -42,6 +43,9 @@ def input_key(cfg: ExperimentConfig, mode: str) -> str:
     stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.exists()]
     d = cfg.distill.model_dump(mode="json")
     d.update(mode=mode, files=stamp, encoder=cfg.ingest.encoder.name)
+    for k in ("labels_per_class", "label_pool_per_class"):
+        if d[k] is None:
+            d.pop(k)  # unset: the key of runs made before these knobs existed
     if mode == "interpreter":  # the interpreter does not depend on the student's method or loss weights
         for k in ("method", "kd_temperature", "kd_weight", "nce_temperature", "mix"):
             d.pop(k)
@@ -196,6 +200,9 @@ def run(cfg: ExperimentConfig, out_dir: Path | None = None, interpreter_dir: Pat
     arrays = graph_arrays(tag)
     losses = METHOD_LOSSES[mode]
     counts: dict = {}
+    if d.labels_per_class is not None:
+        arrays["split"], counts["label_rate"] = label_rate_split(arrays["split"], arrays["y"], d.labels_per_class,
+                                                                 d.label_pool_per_class, d.seed)
     tdir = cfg.workdir / "teacher"
     if mode != "vanilla":
         arrays.update(teacher_arrays(tdir, tag.num_nodes, tag.num_classes))
@@ -230,6 +237,7 @@ def run(cfg: ExperimentConfig, out_dir: Path | None = None, interpreter_dir: Pat
 
     labels = arrays["y"]
     teacher_nodes = eval_nodes(tag.labels, tag.split, cfg.teacher.eval_budget, cfg.teacher.seed)
+    teacher_nodes = teacher_nodes[arrays["split"][teacher_nodes] == TEST]  # a label-rate pool may take some
     teacher = read_teacher_accuracy(tdir)
     metrics = {
         "key": key, "gnn": d.gnn, "method": mode, "seed": d.seed, "num_workers": d.num_workers,

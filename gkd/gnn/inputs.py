@@ -41,6 +41,27 @@ def graph_arrays(tag: TAG) -> dict:
             "split": split_codes(tag.split), "num_classes": tag.num_classes}
 
 
+def label_rate_split(codes: np.ndarray, labels: np.ndarray, k: int, pool: int | None, seed: int) -> tuple[np.ndarray, dict]:
+    """(N,) split codes with k TRAIN nodes per class: the class's train nodes, then its test nodes, in a
+    seeded order. The first max(k, pool) of that order leave TEST (the rest of them become UNLABELED), so
+    a sweep over k scores every rate on one test set. Returns (codes, counts)."""
+    out = codes.copy()
+    rng = np.random.default_rng([seed, 47])
+    short = 0
+    for c in np.unique(labels[labels >= 0]):
+        train = np.flatnonzero((codes == TRAIN) & (labels == c))
+        test = np.flatnonzero((codes == TEST) & (labels == c))
+        order = np.concatenate([train[rng.permutation(len(train))], test[rng.permutation(len(test))]])
+        taken = order[: max(k, pool or k)]
+        out[train] = UNLABELED
+        out[taken] = UNLABELED
+        out[taken[:k]] = TRAIN
+        short += int(len(order) < k)
+    counts = {"labels_per_class": k, "label_pool_per_class": pool or k, "train_nodes": int((out == TRAIN).sum()),
+              "test_nodes": int((out == TEST).sum()), "classes_short_of_labels": short}
+    return out, counts
+
+
 def teacher_arrays(teacher_dir: Path, num_nodes: int, num_classes: int) -> dict:
     """teacher/{covered,soft,feat_hop*}.npy -> t_pos (N,), t_soft (M, C), t_feats (K+1, M, d) float16."""
     teacher_dir = Path(teacher_dir)

@@ -92,6 +92,27 @@ def export_tuned(adapter_dir: str, base_path: str, out_dir: Path, dtype: str) ->
     tmp.replace(out_dir)
 
 
+def write_outputs(cfg: ExperimentConfig, model_path: str, nodes: np.ndarray, num_nodes: int, num_classes: int) -> dict:
+    """Soft labels + per-hop features of `nodes` by the teacher at model_path into <workdir>/teacher/ (nodes
+    already in covered.npy are skipped) -> {nodes, written, wall_s, nodes_per_s, first_batch_s (actor start-up
+    plus one batch)}."""
+    hidden = json.loads((Path(model_path) / "config.json").read_text())["hidden_size"]
+    writer = OutputWriter(cfg.workdir / "teacher", num_nodes, num_classes, cfg.prompt.hops,
+                          cfg.teacher.feature_dim or hidden)
+    todo = nodes[~writer.covered[nodes]]
+    t, first = time.time(), None
+    r = cfg.rationale
+    for batch in stream_nodes(todo, TeacherActor, _actor_kwargs(cfg, model_path, features=True),
+                              batch_size=r.batch_size, num_actors=r.num_actors, num_cpus=r.num_cpus_per_actor,
+                              num_gpus=r.num_gpus_per_actor, what="teacher outputs", batch_format="numpy"):
+        writer.add(batch)
+        if first is None:
+            first = round(time.time() - t, 1)
+    wall = time.time() - t
+    return {"nodes": int(len(nodes)), "written": int(len(todo)), "wall_s": round(wall, 1),
+            "nodes_per_s": round(len(todo) / wall, 3) if len(todo) else None, "first_batch_s": first}
+
+
 def run(cfg: ExperimentConfig) -> dict:
     from gkd.data.store import TAG
     from gkd.llm.models import load_teacher, resolve_model
@@ -111,9 +132,11 @@ def run(cfg: ExperimentConfig) -> dict:
     base = str(resolve_model(cfg.llm.model, cfg.llm.cache_dir))
     evals = eval_nodes(tag.labels, tag.split, tcfg.eval_budget, tcfg.seed)
 
-    if "zero_shot" not in metrics:
+    zero_shot_file = tdir / "zero_shot.npz"  # (nodes, pred): per-node answers, for grouped statistics
+    if "zero_shot" not in metrics or not zero_shot_file.is_file():
         t = time.time()
         pred = score_nodes(cfg, base, evals, "zero-shot eval")
+        np.savez(zero_shot_file, nodes=evals, pred=pred)
         metrics["zero_shot"] = {**evaluate(pred, tag.labels[evals]), "wall_s": round(time.time() - t, 1)}
         save()
         log.info("zero-shot teacher: %s", metrics["zero_shot"])
@@ -134,22 +157,14 @@ def run(cfg: ExperimentConfig) -> dict:
 
     # per-hop features + soft labels for the rationale budget and the eval nodes (resumable via covered.npy)
     budget = np.union1d(select_budget(tag.labels, tag.split, cfg.rationale), evals)
-    hidden = json.loads((ckpt / "config.json").read_text())["hidden_size"]
-    writer = OutputWriter(tdir, tag.num_nodes, tag.num_classes, cfg.prompt.hops, tcfg.feature_dim or hidden)
-    todo = budget[~writer.covered[budget]]
-    t = time.time()
-    r = cfg.rationale
-    for batch in stream_nodes(todo, TeacherActor, _actor_kwargs(cfg, str(ckpt.resolve()), features=True),
-                              batch_size=r.batch_size, num_actors=r.num_actors, num_cpus=r.num_cpus_per_actor,
-                              num_gpus=r.num_gpus_per_actor, what="teacher outputs", batch_format="numpy"):
-        writer.add(batch)
-    if len(todo):
-        metrics["outputs"] = {"nodes": int(len(budget)), "wall_s": round(time.time() - t, 1),
-                              "nodes_per_s": round(len(todo) / (time.time() - t), 3)}
-    tuned_pred = np.asarray(writer.soft[evals]).argmax(1)
+    out = write_outputs(cfg, str(ckpt.resolve()), budget, tag.num_nodes, tag.num_classes)
+    if out["written"]:
+        metrics["outputs"] = {k: out[k] for k in ("nodes", "wall_s", "nodes_per_s")}
+    soft = np.load(tdir / "soft.npy", mmap_mode="r")
+    tuned_pred = np.asarray(soft[evals]).argmax(1)
     metrics["tuned"] = evaluate(tuned_pred, tag.labels[evals])
     metrics["test_nodes"] = int(len(evals))
-    metrics["covered_nodes"] = int(np.asarray(writer.covered).sum())
+    metrics["covered_nodes"] = int(np.load(tdir / "covered.npy").sum())
     save()
     log.info("teacher: zero-shot %s, tuned %s", metrics["zero_shot"], metrics["tuned"])
     return metrics

@@ -8,7 +8,8 @@ from gkd.config import EncoderConfig, PanConfig
 from gkd.data.store import build_csr
 from gkd.errors import DataError
 from gkd.gnn.distill import _llm_soft
-from gkd.gnn.inputs import TEST, TRAIN, UNLABELED, VAL, rationale_arrays, split_codes, teacher_arrays
+from gkd.gnn.inputs import (TEST, TRAIN, UNLABELED, VAL, label_rate_split, rationale_arrays, split_codes,
+                            teacher_arrays)
 from gkd.llm.features import OutputWriter
 from gkd.llm.rationale import SCHEMA
 
@@ -16,6 +17,25 @@ from gkd.llm.rationale import SCHEMA
 def test_split_codes():
     codes = split_codes(np.array(["train", "val", "test", "unlabeled", "train"]))
     assert codes.tolist() == [TRAIN, VAL, TEST, UNLABELED, TRAIN] and codes.dtype == np.int8
+
+
+def test_label_rate_split_draws_train_first_and_keeps_one_test_set():
+    # class 0: 3 train, 6 test; class 1: 2 train, 2 test; one val node and one unlabelled node
+    labels = np.array([0] * 9 + [1] * 4 + [0, -1])
+    codes = np.array([TRAIN] * 3 + [TEST] * 6 + [TRAIN] * 2 + [TEST] * 2 + [VAL, UNLABELED], dtype=np.int8)
+    runs = {k: label_rate_split(codes, labels, k, pool=4, seed=0) for k in (1, 2, 4)}
+    for k, (out, counts) in runs.items():
+        assert ((out == TRAIN) & (labels == 0)).sum() == k  # exactly k labels per class when the class has them
+        assert ((out == TRAIN) & (labels == 1)).sum() == min(k, 4)
+        assert out[13] == VAL and out[14] == UNLABELED  # val and unlabelled nodes are never touched
+        assert counts["test_nodes"] == (out == TEST).sum()
+    tests = [set(np.flatnonzero(out == TEST)) for out, _ in runs.values()]
+    # the pool of 4 per class leaves test at every k: class 0 gives 3 train + 1 test node, class 1 all its 4
+    assert tests[0] == tests[1] == tests[2] and len(tests[0]) == 6 - 1
+    one, two = (set(np.flatnonzero(runs[k][0] == TRAIN)) for k in (1, 2))
+    assert one < two and one <= set(np.flatnonzero(codes == TRAIN))  # nested; the graph's train nodes come first
+    assert runs[4][1]["classes_short_of_labels"] == 0 and label_rate_split(codes, labels, 8, None, 0)[1][
+        "classes_short_of_labels"] == 1  # class 1 has only 4 labelled nodes outside val
 
 
 def test_teacher_arrays_keep_only_covered_rows(tmp_path):
