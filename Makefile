@@ -29,7 +29,7 @@ apt-lists:
 demo: venv apt-lists
 	$(VENV)/bin/gkd demo --config jobs/configs/demo.yaml
 
-test: venv apt-lists
+test: venv apt-lists wrk
 	$(PY) -m pytest -q tests
 
 # Benchmarks (BENCHMARKS.md): every suite, full profile; `make bench-quick` is the smoke test of every suite

@@ -1,10 +1,9 @@
 """Serving throughput: Ray Serve's knobs, the teacher, and a bare uvicorn app serving the same student, under wrk.
 
-  python -m gkd.bench.serve --workdir bench/work/teacher_debian \
-      --checkpoint bench/work/teacher_debian/students/sage-lingugkd-s0/checkpoint --out bench/results/serve.json
+  python -m gkd.bench.serve --profile full --workdir bench/work/quality --out bench/results/serve.json
 
---workdir holds graph/ (and teacher/checkpoint for the teacher runs); without a student there, a synthetic
-store and a random student are built under bench/work/serve (throughput does not depend on accuracy). Every
+--workdir holds graph/ (and teacher/checkpoint for the teacher runs): the quality suite's world, whose
+student (distill.gnn/method, seed 0) is served unless --checkpoint names another. Every
 Serve configuration is a fresh Serve instance on one local Ray cluster; each point is `wrk -t1 -c<C>` for
 --duration seconds on loopback, POSTing /v1/predict bodies cycled from a fixed set (random node ids). The
 bare app is gkd.serve.app.run_bare (the same FastAPI routes and student) in its own uvicorn process, up for
@@ -60,42 +59,19 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def find_inputs(args) -> tuple[Path, Path, str | None]:
-    """(workdir with graph/, student checkpoint, teacher model or None); a synthetic world when none is given."""
+    """(workdir with graph/, student checkpoint, teacher model or None). Without --checkpoint: the quality
+    suite's world of --profile and its student (built first when missing, reused otherwise)."""
     work = Path(args.workdir)
-    ckpt = Path(args.checkpoint) if args.checkpoint else work / "student" / "checkpoint"
-    if (work / "graph" / "meta.json").is_file() and (ckpt / "student.json").is_file():
-        teacher = work / "teacher" / "checkpoint"
-        return work, ckpt, str(teacher.resolve()) if (teacher / "config.json").is_file() else None
-    log.warning("no graph + student under %s: building a synthetic store and a random student", work)
-    return synthetic_world(Path(args.synthetic_dir))
+    if args.checkpoint:
+        ckpt = Path(args.checkpoint)
+        if not (work / "graph" / "meta.json").is_file() or not (ckpt / "student.json").is_file():
+            sys.exit(f"--checkpoint {ckpt} needs its student.json and --workdir {work} its graph/meta.json")
+    else:
+        from gkd.bench.quality import world_student
 
-
-def synthetic_world(root: Path) -> tuple[Path, Path, str]:
-    """5,000 synthetic nodes (hashing features), a random SAGE student, a tiny random Llama teacher."""
-    import torch
-
-    from gkd.data import ingest
-    from gkd.data.store import TAG
-    from gkd.gnn.distill import save_student
-    from gkd.gnn.models import GNN
-    from gkd.llm.models import make_tiny_llama
-
-    cfg = build_config({"name": "serve-bench", "workdir": str(root),
-                        "ingest": {"source": {"kind": "synthetic", "num_nodes": 5000, "num_edges": 40_000,
-                                              "num_classes": 10, "num_shards": 2},
-                                   "encoder": {"name": "hashing", "dim": 128}, "num_shards": 2}})
-    ingest.run(cfg)
-    tag = TAG.load(cfg.graph_dir)
-    ckpt = root / "student" / "checkpoint"
-    if not (ckpt / "student.json").is_file():
-        torch.manual_seed(0)
-        save_student(GNN("sage", 128, 128, tag.num_classes, 2), ckpt,
-                     {"class_names": tag.class_names, "encoder": tag.meta["encoder"], "graph": tag.name,
-                      "gnn": "sage", "method": "random"})
-    teacher = root / "teacher" / "checkpoint"
-    if not (teacher / "config.json").is_file():
-        make_tiny_llama(teacher, texts=tag.texts())
-    return root, ckpt, str(teacher)
+        _, ckpt = world_student(args.profile, work)
+    teacher = work / "teacher" / "checkpoint"
+    return work, ckpt, str(teacher.resolve()) if (teacher / "config.json").is_file() else None
 
 
 def payloads(graph_dir: Path, seed: int = 0, count: int = 256) -> dict[str, list[str]]:
@@ -306,7 +282,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default="jobs/configs/debian.yaml", help="experiment YAML (serve.*, llm.*, prompt.*)")
     ap.add_argument("--workdir", default="bench/work/quality", help="holds graph/ (+ teacher/checkpoint)")
     ap.add_argument("--checkpoint", help="student checkpoint dir (default <workdir>/student/checkpoint)")
-    ap.add_argument("--synthetic-dir", default="bench/work/serve", help="where the fallback synthetic world goes")
     ap.add_argument("--out", default="bench/results/serve.json")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk point")
     ap.add_argument("--teacher-duration", type=float, default=20.0)
@@ -334,10 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     from gkd.config import parse_overrides
 
     data = read_config_dict(args.config)
+    work, ckpt, teacher = find_inputs(args)  # may build the world on a Ray of its own, shut down after
     # a Ray of our own (address="local"), never a cluster someone else left running on this machine
     ray.init(address="local", num_cpus=(data.get("ray") or {}).get("num_cpus") or os.cpu_count(),
              include_dashboard=False, log_to_driver=False)
-    work, ckpt, teacher = find_inputs(args)
     data.update(workdir=str(work.resolve()))
     data.setdefault("serve", {}).update(checkpoint=str(ckpt.resolve()), token_env=None)
     if teacher:

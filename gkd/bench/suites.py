@@ -39,7 +39,7 @@ def command(suite: str, profile: str, paths: dict[str, Path]) -> list[str]:
         "cost": ["--workdir", world],
         "sampler": ["--workdir", str(work / "sampler"), "--graph-dir", str(work / "quality" / "graph")],
         "stream": ["--workdir", world],
-        "serve": ["--workdir", world, "--synthetic-dir", str(work / "serve")],
+        "serve": ["--workdir", world],
         "scale": ["--workdir", str(work / "scale")],
     }[suite]
     return [sys.executable, "-m", f"gkd.bench.{suite}", "--profile", profile,
