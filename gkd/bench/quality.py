@@ -12,7 +12,6 @@ runs are reused (stage files / student metrics keyed by their inputs), so a kill
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gkd.bench.report import write_result
+from gkd.bench.report import suite_parser, write_result
 from gkd.config import ExperimentConfig, build_config, load_config, parse_overrides
 from gkd.runtime import setup_logging
 
@@ -228,11 +227,7 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    ap.add_argument("--out", default="bench/results/quality.json")
-    ap.add_argument("--workdir", default="bench/work/quality")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap = suite_parser(__doc__, "quality", PROFILES, "bench/work/quality")
     args = ap.parse_args(argv)
     setup_logging()
     run(args.profile, Path(args.out), Path(args.workdir), parse_overrides(args.set), argv)

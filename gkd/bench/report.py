@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -35,3 +36,14 @@ def write_result(path: str | Path, result: dict, module: str, argv: list[str] | 
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, indent=2))
     return result
+
+
+def suite_parser(doc: str, suite: str, profiles, workdir: str, default: str = "full") -> argparse.ArgumentParser:
+    """The arguments every suite takes: --profile, --out bench/results/<suite>.json, --workdir, --set."""
+    ap = argparse.ArgumentParser(prog=f"python -m gkd.bench.{suite}", description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", choices=sorted(profiles), default=default)
+    ap.add_argument("--out", default=f"bench/results/{suite}.json")
+    ap.add_argument("--workdir", default=workdir)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    return ap

@@ -12,7 +12,6 @@ and tiny Llama.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from gkd.bench.quality import world_graph
-from gkd.bench.report import write_result
+from gkd.bench.report import suite_parser, write_result
 from gkd.config import ExperimentConfig, parse_overrides
 from gkd.runtime import setup_logging
 
@@ -91,11 +90,7 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    ap.add_argument("--out", default="bench/results/stream.json")
-    ap.add_argument("--workdir", default="bench/work/quality")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap = suite_parser(__doc__, "stream", PROFILES, "bench/work/quality")
     args = ap.parse_args(argv)
     setup_logging()
     run(args.profile, Path(args.out), Path(args.workdir), parse_overrides(args.set), argv)
