@@ -1,0 +1,403 @@
+"""BENCHMARKS.md from result JSONs: numbers and ratios as formatted, best row bold, PNGs linked, missing and
+quick suites, bad JSON, and the 'where gkd loses' bullets exactly when the data says so."""
+
+import json
+import re
+
+import pytest
+
+from gkd.bench.markdown import main, num, ratio, render, seconds
+from gkd.errors import DataError
+
+MACHINE = {"cpus": 2, "cpu_model": "Intel(R) Xeon(R) Processor", "memory_gib": 23.5,
+           "platform": "Linux-6.18.44-fc-v669-x86_64-with-glibc2.36", "python": "3.11.7", "torch": "2.13.0+cpu"}
+
+
+def _row(gnn, method, acc, std, tacc, seeds=(0, 1, 2)):
+    return {"gnn": gnn, "method": method, "seeds": list(seeds), "acc_mean": acc, "acc_std": std,
+            "f1_mean": round(acc - 0.07, 4), "f1_std": 0.005, "teacher_nodes_acc_mean": tacc, "val_acc_mean": 0.66,
+            "train_wall_s_mean": 52.9}
+
+
+def quality():
+    """Real numbers from the debian run (distill_debian.json + teacher_debian.json), in the new shape."""
+    rows = [_row("gcn", "vanilla", 0.5347, 0.0035, 0.5911), _row("gcn", "kd", 0.4945, 0.0048, 0.5556),
+            _row("gcn", "lingugkd", 0.5338, 0.0054, 0.5933), _row("sage", "vanilla", 0.5534, 0.004, 0.5922),
+            _row("sage", "kd", 0.5063, 0.0016, 0.5544), _row("sage", "lingugkd", 0.5638, 0.008, 0.6211)]
+    sweep_rows = []
+    for rate, v, d in ((5, 0.41, 0.45), (10, 0.47, 0.50), (20, 0.53, 0.56), (50, 0.60, 0.59)):
+        sweep_rows += [{"labels_per_class": rate, "method": "vanilla", "seeds": [0, 1, 2], "acc_mean": v,
+                        "acc_std": 0.01, "f1_mean": v - 0.05, "f1_std": 0.01},
+                       {"labels_per_class": rate, "method": "lingugkd", "seeds": [0, 1, 2], "acc_mean": d,
+                        "acc_std": 0.02, "f1_mean": d - 0.05, "f1_std": 0.01}]
+    return {"profile": "full", "command": "gkd bench --suite quality --config jobs/configs/debian.yaml",
+            "measured_at": "2026-11-25T10:00:00+0000", "machine": MACHINE, "wall_s": 5400.0,
+            "graph": {"name": "debian", "num_nodes": 63666, "num_edges": 617544, "num_classes": 53,
+                      "train_per_class": 20, "val_per_class": 30, "test_nodes": 60900},
+            "teacher": {"zero_shot": {"acc_mean": 0.0467, "acc_std": 0.012, "f1_mean": 0.0119, "f1_std": 0.004,
+                                      "nodes": 300, "groups": 3},
+                        "tuned": {"acc_mean": 0.3933, "acc_std": 0.021, "f1_mean": 0.2428, "f1_std": 0.015,
+                                  "nodes": 300, "groups": 3, "acc_all": 0.3933},
+                        "tuning": {"examples": 424, "wall_s": 580.4},
+                        "std_over": "3 disjoint groups of the teacher's test nodes (one tuning run)"},
+            "rows": rows,
+            "best": {"gnn": "sage", "method": "lingugkd", "acc_mean": 0.5638, "f1_mean": 0.4938},
+            "best_vanilla": {"gnn": "sage", "method": "vanilla", "acc_mean": 0.5534, "f1_mean": 0.4834},
+            "best_vs_vanilla_acc_ratio": 1.0188, "student_vs_tuned_teacher_acc_ratio": 1.5792,
+            "sweep": {"gnn": "sage", "methods": ["vanilla", "lingugkd"], "rates": [5, 10, 20, 50],
+                      "test_nodes": 60900, "rows": sweep_rows, "note": "every rate is scored on the same test nodes"}}
+
+
+def cost():
+    """bench/results/cost.json as measured."""
+    return {"graph": "debian-demo", "nodes": 64, "torch_threads": 1, "student_batch": 64, "teacher_batch": 8,
+            "student": {"model": "sage/lingugkd student", "checkpoint": "runs/debian-demo/student/checkpoint",
+                        "parameters": 134940, "nodes_per_s": 1267.6, "latency_ms_one_node": 12.08,
+                        "peak_memory_rise_mib": 62.1, "acc": 0.5781,
+                        "full_graph": {"nodes": 10000, "wall_s": 0.165, "nodes_per_s": 60501.7,
+                                       "matches_batched": True}},
+            "teacher": {"model": "runs/debian-demo/teacher/checkpoint", "parameters": 134515008,
+                        "nodes_per_s": 1.321, "latency_ms_one_node": 757.36, "peak_memory_rise_mib": 1912.7,
+                        "acc": 0.1094},
+            "student_vs_teacher_nodes_per_s_ratio": 959.6, "student_full_graph_vs_teacher_nodes_per_s_ratio": 45799.9,
+            "teacher_vs_student_latency_ratio": 62.7, "teacher_vs_student_parameters_ratio": 996.9,
+            "command": "python -m gkd.bench.cost --config jobs/configs/demo.yaml --out bench/results/cost.json",
+            "machine": {**MACHINE, "loadavg_1m": 1.51}, "measured_at": "2026-11-24T01:05:58+0000"}
+
+
+def _sampled(backend, sps, rss, nodes, edges, build):
+    return {"backend": backend, "seeds_per_s": sps, "peak_rss_rise_mib": rss, "mean_sampled_nodes_per_batch": nodes,
+            "mean_sampled_edges_per_batch": edges, "loader_build_s": build, "timed_s": 10.0}
+
+
+def sampler():
+    """bench/results/sampler.json, trimmed."""
+    graph = {"name": "orientation-200k-4M", "num_nodes": 200000, "num_edges": 7999136, "fanouts": [15, 10],
+             "batch_size": 1024,
+             "ours": _sampled("gkd CSRSampler", 62053.5, 48.5, 110106.3, 162463.7, 0.0),
+             "pyg": _sampled("PyG NeighborLoader, torch-sparse 0.6.18", 8496.7, 438.4, 110059.3, 162432.9, 0.73),
+             "seeds_per_s_ratio_vs_pyg": 7.3}
+    return {"torch_threads": 1, "graphs": [graph], "seeds_per_s_ratio_vs_pyg": 7.3,
+            "command": "python -m gkd.bench.sampler --out bench/results/sampler.json",
+            "machine": MACHINE, "measured_at": "2026-11-23T21:51:31+0000"}
+
+
+def stream():
+    return {"profile": "full", "command": "gkd bench --suite stream", "measured_at": "2026-11-25T11:00:00+0000",
+            "machine": MACHINE, "model": "HuggingFaceTB/SmolLM2-135M-Instruct", "nodes": 48, "batch_size": 8,
+            "loop": {"wall_s": 92.0, "nodes_per_s": 0.522, "tokens_per_s": 214.5, "torch_threads": 2},
+            "ray": {"1": {"actors": 1, "wall_s": 118.0, "nodes_per_s": 0.407, "tokens_per_s": 174.0,
+                          "torch_threads_per_actor": 2},
+                    "2": {"actors": 2, "wall_s": 87.0, "nodes_per_s": 0.552, "tokens_per_s": 226.9,
+                          "torch_threads_per_actor": 1}},
+            "ray_vs_loop_tokens_per_s_ratio": 1.057, "two_vs_one_actor_ratio": 1.304,
+            "note": "both walls include loading the model"}
+
+
+def _run(config, payload, conns, rps, p50, p99, vs_bare=None):
+    run = {"config": config, "payload": payload, "connections": conns, "rps": rps, "p50_ms": p50, "p99_ms": p99}
+    if vs_bare is not None:
+        run.update(bare_rps=round(rps / vs_bare, 2), vs_bare=vs_bare)
+    return run
+
+
+def serve():
+    """bench/results/serve.json, trimmed to ids1 and new1 and the configs that matter."""
+    return {"student": {"graph": "debian", "gnn": "sage", "method": "lingugkd", "test_acc": 0.5555},
+            "duration_s": 5.0, "wrk": "wrk -t1 -c{1,8,32} --latency",
+            "rps_table": {"bare_uvicorn": {"ids1": {"1": 3989.5, "8": 5043.1, "32": 5254.9},
+                                           "new1": {"1": 52.8, "8": 71.3, "32": 66.4}},
+                          "ray_defaults": {"ids1": {"1": 146.6, "8": 180.8, "32": 19.2}},
+                          "gkd_defaults": {"ids1": {"1": 1165.9, "8": 2435.1, "32": 2469.4},
+                                           "new1": {"1": 30.8, "8": 41.5, "32": 69.3}},
+                          "haproxy_batch_off": {"new1": {"1": 38.5, "8": 52.3, "32": 36.6}},
+                          "haproxy_batch_all": {"new1": {"1": 32.4, "8": 40.5, "32": 71.2}}},
+            "best_serve_config": "gkd_defaults", "serve_vs_bare_rps_ratio": 0.607,
+            "serve_vs_bare_rps_ratio_by_point": {"ids1": {"1": 0.26, "8": 0.501, "32": 0.607}},
+            "teacher_vs_student_rps": {"1": {"teacher": 0.65, "student": 1165.86}},
+            "configs": {"bare_uvicorn": {"startup_s": 7.0},
+                        "ray_defaults": {"startup_s": 10.0, "serve": {"ingress": "proxy", "access_log": True,
+                                                                      "max_ongoing_requests": 5, "batching": "off"}},
+                        "gkd_defaults": {"startup_s": 16.5, "serve": {}},
+                        "haproxy_batch_off": {"startup_s": 14.0, "serve": {"ingress": "haproxy", "batching": "off"}},
+                        "haproxy_batch_all": {"startup_s": 13.3, "serve": {"ingress": "haproxy", "batching": "all"}}},
+            "runs": [_run("bare_uvicorn", "ids1", 32, 5254.86, 6.07, 8.45),
+                     _run("ray_defaults", "ids1", 8, 180.85, 42.17, 79.41, 0.036),
+                     _run("ray_defaults", "ids1", 32, 19.18, 1250.0, 3110.0, 0.004),
+                     _run("gkd_defaults", "ids1", 32, 2469.4, 11.2, 50.3, 0.607)],
+            "bench_wall_s": 504.3,
+            "command": "python -m gkd.bench.serve --out bench/results/serve.json",
+            "machine": MACHINE, "measured_at": "2026-11-24T00:23:07+0000"}
+
+
+def scale():
+    return {"profile": "full", "command": "gkd bench --suite scale --config jobs/configs/synthetic_products.yaml",
+            "measured_at": "2026-11-25T12:00:00+0000", "machine": MACHINE,
+            "graph": {"num_nodes": 2449029, "num_edges": 61859140, "num_classes": 47, "encoder": "hashing-d128",
+                      "feature_dim": 128},
+            "stages": {"ingest": {"wall_s": 0.412, "peak_rss_gib": 0.3, "peak_system_used_gib": 0.2, "reused": True,
+                                  "key": "3f9a0c", "timings_s": {"csr_s": 18.4},
+                                  "measured": {"wall_s": 87.4, "peak_rss_gib": 8.96, "peak_system_used_gib": 8.68,
+                                               "reused": False, "num_edges": 61859140}},
+                       "partition": {"wall_s": 30.2, "peak_rss_gib": 5.1, "peak_system_used_gib": 5.0,
+                                     "num_parts": 8, "edge_cut": 0.312},
+                       "teacher_outputs": {"wall_s": 400.0, "peak_rss_gib": 3.2, "peak_system_used_gib": 3.1,
+                                           "nodes": 256, "nodes_per_s": 0.64},
+                       "distill_epoch": {"wall_s": 60.0, "peak_rss_gib": 6.4, "peak_system_used_gib": 6.0,
+                                         "train_wall_s": 41.0, "infer_wall_s": 19.0, "seeds": 196000,
+                                         "seeds_per_s": 4780.5}},
+            "total_wall_s": 577.6, "peak_rss_gib": 8.96, "memory_limit_gib": 23.5,
+            "projection": {"assumptions": {"nodes": 2449029, "teacher_nodes_per_s_per_gpu": 25.0, "gpus": 8},
+                           "assumption_notes": {"gpus": "GPUs in the cluster"},
+                           "measured_rates": {"ingest_edges_per_s": 707770.5},
+                           "measured_rate_sources": {"ingest_edges_per_s": "61859140 edges / 87.4 s ingest wall"},
+                           "stages": {"teacher_outputs": {"hours": 3.4, "formula": "nodes / (25 * 8) / 3600"},
+                                      "distill": {"hours": 0.52, "formula": "epochs * 60 s / 3600"}},
+                           "total_hours": 3.92, "total_formula": "3.4 + 0.52 = 3.92 h",
+                           "note": "GPU throughput is assumed, not measured here."}}
+
+
+ALL = {"quality": quality, "cost": cost, "sampler": sampler, "stream": stream, "serve": serve, "scale": scale}
+
+
+def write(results, **suites):
+    results.mkdir(parents=True, exist_ok=True)
+    for name, data in suites.items():
+        (results / f"{name}.json").write_text(json.dumps(data))
+    return results
+
+
+def build(tmp_path, **suites):
+    """Render from the given suites; (markdown, out_md, plots_dir)."""
+    results = write(tmp_path / "bench" / "results", **suites)
+    out_md, plots = tmp_path / "docs" / "BENCHMARKS.md", tmp_path / "bench" / "plots"
+    text = render(results, out_md, plots)
+    assert out_md.read_text() == text
+    return text, out_md, plots
+
+
+def section(text, title_start):
+    """The text of the '## <title_start>...' section, up to the next '## '."""
+    m = re.search(rf"^## {re.escape(title_start)}.*?(?=^## |\Z)", text, re.M | re.S)
+    assert m, f"no section {title_start!r}"
+    return m.group(0)
+
+
+def losses(text):
+    return [line[2:] for line in section(text, "Where gkd loses").splitlines() if line.startswith("- ")]
+
+
+def test_formatting_rules():
+    assert [ratio(x) for x in (959.6, 45799.9, 62.7, 10.0, 7.3, 4.62, 1.057, 0.607, 0.501, 0.0371)] == \
+        ["960x", "45,800x", "62.7x", "10x", "7.3x", "4.62x", "1.06x", "0.61x", "0.5x", "0.037x"]
+    assert [num(x) for x in (1267.6, 62.1, 1.321, 0.549, 134940, True, None)] == \
+        ["1,268", "62.1", "1.32", "0.549", "134,940", "yes", "–"]
+    assert [seconds(x) for x in (0.165, 87.4, 704.4, 9000.0)] == \
+        ["0.165 s", "87.4 s", "704 s (11.7 min)", "9,000 s (2.5 h)"]
+
+
+def test_full_document(tmp_path):
+    results = tmp_path / "bench" / "results"
+    # superseded files lying next to the new ones are not rendered
+    write(results, distill_debian={"rows": [{"gnn": "sage", "method": "lingugkd:softmax"}]},
+          ingest_scale={"num_nodes": 1})
+    text, out_md, plots = build(tmp_path, **{k: f() for k, f in ALL.items()})
+    assert text.splitlines()[0].startswith("<!-- generated by `make bench` / `gkd bench`")
+    assert "do not edit" in text.splitlines()[0]
+    assert "lingugkd:softmax" not in text and "ingest_scale" not in text
+    assert ("Machine (cost.json): 2 CPUs (Intel(R) Xeon(R) Processor), 23.5 GiB memory, torch 2.13.0+cpu, "
+            "Linux-6.18.44-fc-v669-x86_64-with-glibc2.36.") in text
+    # headline table: one line per suite, in order, each with its ratio
+    heads = section(text, "Headlines")
+    cells = [line.split(" | ")[:2] for line in heads.splitlines() if line.startswith("| [")]
+    assert [(c[0].split("]")[0][3:], c[1]) for c in cells] == [
+        ("quality", "**1.02x**"), ("cost", "**960x**"), ("sampler", "**7.3x**"), ("stream", "**1.06x**"),
+        ("serve", "**0.61x**"), ("scale", "**0.38x**")]
+    assert "(#cost-student-vs-teacher-inference)" in heads and "## Cost: student vs teacher inference" in text
+    assert "ids1 payload (one random node id per request), 32 connections" in heads
+    # sections in order, each with its command, date, profile and wall
+    starts = [text.index(f"## {t}") for t in ("Quality", "Cost", "Sampler", "Stream", "Serve", "Scale",
+                                                "Where gkd loses")]
+    assert starts == sorted(starts)
+    for name, f in ALL.items():
+        r = f()
+        body = section(text, name.capitalize())
+        assert f"Command: `{r['command']}` · measured {r['measured_at']} · profile full" in body
+    assert "· wall 5,400 s (1.5 h)" in section(text, "Quality")
+    assert "· wall 504 s (8.4 min)" in section(text, "Serve")
+    assert "· wall 578 s (9.6 min)" in section(text, "Scale")
+    assert "quick profile" not in text
+
+    q = section(text, "Quality")
+    assert "| **sage** | **lingugkd** | **0.564 ± 0.008** | 0.494 ± 0.005 | 0.621 |" in q
+    assert "| gcn | kd | 0.494 ± 0.005 |" in q  # 0.4945 rounds half to even
+    assert "| teacher LLM (tuned) | – | – | 0.243 ± 0.015 | 0.393 ± 0.021 |" in q
+    assert "| teacher LLM (zero-shot) | – | – | 0.012 ± 0.004 | 0.047 ± 0.012 |" in q
+    assert "**1.02x** the best vanilla GNN (sage, 0.553)" in q and "**1.58x** the tuned teacher (0.393" in q
+    assert "tuned on 424 examples in 580 s (9.7 min)" in q
+    assert "(mean ± std over seeds). Every rate is scored on the same test nodes." in q
+    assert "| 5 | 0.410 ± 0.010 | 0.360 ± 0.010 | 0.450 ± 0.020 | 0.400 ± 0.010 | 1.1x |" in q
+    assert "| 50 | 0.600 ± 0.010 | 0.550 ± 0.010 | 0.590 ± 0.020 | 0.540 ± 0.010 | 0.98x |" in q
+
+    c = section(text, "Cost")
+    assert "| nodes/s | 1,268 | 1.32 | **student 960x the teacher's** |" in c
+    assert "| latency, one node (ms) | 12.1 | 757 | teacher 62.7x the student's |" in c
+    assert "| parameters | 134,940 | 134,515,008 | teacher 997x the student's |" in c
+    assert "| peak memory rise (MiB) | 62.1 | 1,913 | teacher 30.8x the student's |" in c
+    assert "| accuracy on the 64 nodes | 0.578 | 0.109 | student 5.28x the teacher's |" in c
+    assert "all 10,000 nodes in 0.165 s, 60,502 nodes/s, **45,800x** the teacher's" in c
+
+    s = section(text, "Sampler")
+    assert "| gkd CSRSampler | 62,054 | 48.5 | 110,106 | 162,464 | 0 s | **7.3x** |" in s
+    assert "| PyG NeighborLoader, torch-sparse 0.6.18 | 8,497 | 438 | 110,059 | 162,433 | 0.73 s |  |" in s
+
+    st = section(text, "Stream")
+    assert "| plain loop | 2 | 214 | 0.522 | 92.0 s |" in st
+    assert "| Ray, 1 actor | 2 | 174 | 0.407 | 118 s (2.0 min) |" in st
+    assert "| Ray, 2 actors | 1 | 227 | 0.552 | 87.0 s |" in st
+    assert "Ray vs loop: **1.06x** tokens/s; 2 actors vs 1: **1.3x**" in st
+
+    sv = section(text, "Serve")
+    assert "| gkd_defaults | ids1 | 1,166 | 2,435 | 2,469 (0.61x) |" in sv
+    assert "| ray_defaults | ids1 | – | 42.2 / 79.4 | 1,250 / 3,110 |" in sv
+    assert ("| gkd_defaults | ServeConfig's defaults: ingress haproxy, access_log no, max_ongoing_requests 64, "
+            "batching new_nodes | 16.5 s |") in sv
+    assert "| new1 | haproxy_batch_all | haproxy_batch_off | 32.4 (0.84x) | 40.5 (0.77x) | 71.2 (1.95x) |" in sv
+    assert "teacher 0.65, student 1,166 (1,794x)" in sv
+
+    sc = section(text, "Scale")
+    assert ("| ingest (reused: measured in an earlier run) | 87.4 s | 8.96 (38%) | 8.68 | this run 0.412 s, "
+            "num_edges 61,859,140 |") in sc
+    assert "| partition | 30.2 s | 5.10 (22%) | 5.00 | num_parts 8, edge_cut 0.312 |" in sc
+    assert "### Projection from stated assumptions (not a measurement)" in sc
+    assert "| teacher_outputs | 3.40 | `nodes / (25 * 8) / 3600` |" in sc
+    assert "| **total** | **3.92** | `3.4 + 0.52 = 3.92 h` |" in sc
+    assert "| gpus | 8 | GPUs in the cluster |" in sc
+    assert "| ingest_edges_per_s | 707,770 | 61859140 edges / 87.4 s ingest wall |" in sc
+    assert sc.index("### Projection") < sc.index("teacher_nodes_per_s_per_gpu")
+
+    pngs = {"quality_acc.png", "quality_sweep.png", "cost_nodes_per_s.png", "sampler_seeds_per_s.png",
+            "stream_tokens_per_s.png", "serve_rps.png", "serve_p99.png", "scale_stages.png"}
+    assert {p.name for p in plots.iterdir()} == pngs
+    for name in pngs:
+        assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](../bench/plots/{name})" in text  # relative to docs/BENCHMARKS.md
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert all((out_md.parent / link).resolve().is_file() for link in links) and len(links) == len(pngs)
+
+
+def test_losses_appear_exactly_when_triggered(tmp_path):
+    text, _, _ = build(tmp_path / "lose", **{k: f() for k, f in ALL.items()})
+    assert losses(text) == [
+        "**quality**: 3 of 4 distilled students are below the best vanilla GNN (sage/vanilla, 0.553): "
+        "gcn/kd 0.494, gcn/lingugkd 0.534, sage/kd 0.506.",
+        "**quality**: `kd` is below vanilla training on every GNN: gcn 0.494 vs 0.535, sage 0.506 vs 0.553.",
+        "**quality**: The tuned teacher LLM (0.393 on its 300 test nodes) is below its own best student on the same "
+        "nodes (0.621, 1.58x): the student learns more from the graph and the labels than from the teacher.",
+        "**quality**: Label-rate sweep (sage): `lingugkd` is below `vanilla` at 50 labels/class (0.590 vs 0.600).",
+        "**stream**: Ray barely helps teacher generation on this 2-CPU machine: 1.06x the plain loop's tokens/s "
+        "(227 vs 214).",
+        "**stream**: A second teacher actor adds little on this 2-CPU machine: 2 actors give 1.3x the tokens/s of "
+        "one (227 vs 174).",
+        "**serve**: Ray Serve overhead: the best Serve config (gkd_defaults) reaches 0.61x the req/s of a bare "
+        "uvicorn app serving the same student (ids1, 32 connections): 2,469 vs 4,068 req/s.",
+        "**serve**: ray_defaults collapses under load on ids1: 19.2 req/s at 32 connections vs 181 at 8 "
+        "(p99 3,110 ms).",
+        "**serve**: Batching costs throughput: gkd_defaults on new1 is below haproxy_batch_off at 1 conn. (0.8x), "
+        "8 conn. (0.79x).",
+        "**serve**: Batching costs throughput: haproxy_batch_all on new1 is below haproxy_batch_off at 1 conn. "
+        "(0.84x), 8 conn. (0.77x).",
+        "**scale**: At scale one stage dominates: teacher_outputs takes 400 s (6.7 min) of the stages' "
+        "578 s (9.6 min) (69%).",
+    ]
+
+    # the same suites where gkd wins everywhere: no bullet at all
+    q = quality()
+    for row in q["rows"]:
+        if row["method"] != "vanilla":
+            row["acc_mean"] += 0.06
+    q["teacher"]["tuned"].update(acc_mean=0.70, acc_all=0.70)
+    q["sweep"]["rows"][-1]["acc_mean"] = 0.62
+    st = stream()
+    st.update(ray_vs_loop_tokens_per_s_ratio=1.8, two_vs_one_actor_ratio=1.9)
+    sv = serve()
+    sv["serve_vs_bare_rps_ratio"] = sv["serve_vs_bare_rps_ratio_by_point"]["ids1"]["32"] = 1.02
+    del sv["rps_table"]["ray_defaults"]
+    sv["rps_table"]["gkd_defaults"]["new1"] = sv["rps_table"]["haproxy_batch_all"]["new1"] = \
+        {"1": 40.0, "8": 60.0, "32": 70.0}
+    sc = scale()
+    sc["stages"]["teacher_outputs"]["wall_s"] = 100.0
+    text, _, _ = build(tmp_path / "win", quality=q, cost=cost(), sampler=sampler(), stream=st, serve=sv, scale=sc)
+    assert losses(text) == []
+    assert "Nothing in these results shows gkd behind its baselines." in section(text, "Where gkd loses")
+
+    # a quality file without teacher-node accuracy (teacher outputs missing) renders, without that bullet
+    q = quality()
+    for row in q["rows"]:
+        del row["teacher_nodes_acc_mean"]
+    q["student_vs_tuned_teacher_acc_ratio"] = None
+    text, _, _ = build(tmp_path / "no-teacher-nodes", quality=q)
+    assert "| gcn | kd | 0.494 ± 0.005 | 0.424 ± 0.005 | – |" in text
+    assert not any("tuned teacher" in b for b in losses(text)) and len(losses(text)) == 3
+
+    # and each remaining trigger on its own
+    c, s, sc = cost(), sampler(), scale()
+    c["teacher"]["acc"] = 0.70
+    s["graphs"][0]["ours"]["seeds_per_s"] = 4000.0
+    sc["stages"]["teacher_outputs"]["wall_s"] = 100.0
+    sc["peak_rss_gib"] = 20.0
+    st = stream()
+    st.update(ray_vs_loop_tokens_per_s_ratio=0.17, two_vs_one_actor_ratio=1.6)
+    st["ray"]["2"]["tokens_per_s"] = 36.5
+    text, _, _ = build(tmp_path / "more", cost=c, sampler=s, stream=st, scale=sc)
+    assert losses(text) == [
+        "**cost**: The student is less accurate than the teacher on the same 64 nodes (0.578 vs 0.700): "
+        "its 960x speed is bought with accuracy.",
+        "**sampler**: On orientation-200k-4M gkd's sampler is slower than PyG: 4,000 vs 8,497 seeds/s (0.47x).",
+        "**stream**: Ray slows down teacher generation on this 2-CPU machine: 0.17x the plain loop's tokens/s "
+        "(36.5 vs 214).",
+        "**scale**: Memory headroom is thin at scale: peak 20.0 GiB is 85% of the 23.5 GiB limit.",
+    ]
+
+
+def test_missing_suites_and_quick_profile(tmp_path):
+    quick = sampler()
+    quick["profile"] = "quick"
+    del quick["seeds_per_s_ratio_vs_pyg"]
+    quick["graphs"][0]["pyg"] = {"skipped": "torch_geometric is not installed"}
+    del quick["graphs"][0]["seeds_per_s_ratio_vs_pyg"]
+    text, _, plots = build(tmp_path, cost=cost(), sampler=quick)
+    for name in ("quality", "stream", "serve", "scale"):
+        assert f"Not run yet: `gkd bench --suite {name}`." in text
+        assert f"| {name} | – | not run yet: `gkd bench --suite {name}` | – | – |" in text
+    s = section(text, "Sampler")
+    assert "profile quick" in s and "> **quick profile (smoke test), not a measurement to quote.**" in s
+    assert "| PyG: skipped (torch_geometric is not installed) |" in s
+    assert "| gkd CSRSampler | 62,054 | 48.5 | 110,106 | 162,464 | 0 s |  |" in s
+    assert "| – | gkd CSRSampler vs PyG NeighborLoader: PyG not run | 2026-11-23T21:51:31+0000 | " \
+           "quick (not quotable) |" in text
+    assert "quick profile" not in section(text, "Cost")
+    assert {p.name for p in plots.iterdir()} == {"cost_nodes_per_s.png", "sampler_seeds_per_s.png"}
+
+    text, _, _ = build(tmp_path / "none")
+    assert text.count("Not run yet") == 6 and "Machine: not recorded in any result file." in text
+
+
+def test_bad_json_names_the_file(tmp_path, capsys):
+    results = write(tmp_path / "results", cost=cost())
+    (results / "serve.json").write_text('{"rps_table": {')
+    with pytest.raises(DataError, match=r"serve\.json: not valid JSON .*line 1, column 16.*gkd bench --suite serve"):
+        render(results, tmp_path / "B.md", tmp_path / "plots")
+    assert main(["--results", str(results), "--out", str(tmp_path / "B.md"), "--plots", str(tmp_path / "p")]) == 2
+    assert str(results / "serve.json") in capsys.readouterr().err
+
+    (results / "serve.json").write_text(json.dumps({k: v for k, v in serve().items() if k != "rps_table"}))
+    with pytest.raises(DataError, match=r"serve\.json: unexpected content \(KeyError: 'rps_table'\)"):
+        render(results, tmp_path / "B.md", tmp_path / "plots")
+
+
+def test_main_writes_document(tmp_path):
+    results = write(tmp_path / "results", stream=stream())
+    out = tmp_path / "BENCHMARKS.md"
+    assert main(["--results", str(results), "--out", str(out), "--plots", str(tmp_path / "plots")]) == 0
+    assert "![teacher tokens/s, loop vs Ray](plots/stream_tokens_per_s.png)" in out.read_text()
