@@ -56,10 +56,10 @@ ASSUMPTIONS = {
     "gpus": (8, "GPUs in the cluster; each runs one LLM actor or one Ray Train worker"),
     "llm_gpu_speedup": (100.0, "nodes/s of one GPU LLM actor over one 1-thread CPU actor here (not measured)"),
     "rationale_cost": (1.0, "cost of a rationale node (scoring + up to 96 generated tokens) in teacher-output "
-                            "nodes; bench/results/teacher_debian.json: 0.549 output vs 0.576 rationale nodes/s "
-                            "on the same 2 CPU actors"),
+                            "nodes; the Debian teacher of the quality suite's work dir: 0.549 output vs 0.576 "
+                            "rationale nodes/s on the same 2 CPU actors (teacher/metrics.json, rationale summary)"),
     "tune_examples_per_s_per_cpu_worker": (0.377, "teacher tuning on one 1-thread CPU worker: 424 examples / "
-                                                  "562.8 s / 2 workers in bench/results/teacher_debian.json "
+                                                  "562.8 s / 2 workers (bench/results/quality.json teacher.tuning) "
                                                   "(Debian graph; this suite does not tune)"),
     "tune_gpu_speedup": (100.0, "tuning examples/s of one GPU worker over one 1-thread CPU worker (not measured)"),
     "tune_epochs": (1, "teacher-tuning passes over the train nodes"),
