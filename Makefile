@@ -34,14 +34,18 @@ test: venv apt-lists wrk
 
 # Benchmarks (BENCHMARKS.md): every suite, full profile; `make bench-quick` is the smoke test of every suite
 # (what CI runs, via tests/bench); `make bench-quality` (or -cost, -sampler, -stream, -serve, -scale) one suite.
+# BENCH_WORK=DIR keeps the suites' work dirs (graph, teacher, students, scale stages) in DIR: a fresh clone
+# given an earlier run's DIR resumes from it instead of recomputing (a cold full run is hours on 2 cores).
+BENCH_WORK ?=
+BENCH_ARGS := $(if $(BENCH_WORK),--work $(BENCH_WORK))
 bench: venv apt-lists wrk bench-wheels
-	$(VENV)/bin/gkd bench --profile full
+	$(VENV)/bin/gkd bench --profile full $(BENCH_ARGS)
 
 bench-quick: venv wrk
 	$(VENV)/bin/gkd bench --profile quick
 
 bench-quality bench-cost bench-sampler bench-stream bench-serve bench-scale: bench-%: venv apt-lists wrk bench-wheels
-	$(VENV)/bin/gkd bench --suite $*
+	$(VENV)/bin/gkd bench --suite $* $(BENCH_ARGS)
 
 # the HTTP load generator of the serve suite
 wrk:

@@ -203,7 +203,8 @@ def cmd_bench(args) -> int:
     unknown = [s for s in suites if s not in SUITES]
     if unknown:
         raise GkdError(f"--suite: unknown suite(s) {', '.join(unknown)}; choose from all, {', '.join(SUITES)}")
-    out = run(suites, args.profile, Path(args.root) if args.root else None, report_only=args.report)
+    out = run(suites, args.profile, Path(args.root) if args.root else None, report_only=args.report,
+              work=Path(args.work) if args.work else None)
     for suite, st in out["suites"].items():
         print(f"{suite:8s} {'ok' if st['rc'] == 0 else 'FAILED (exit %d)' % st['rc']:>16s} {st['wall_s']:8.0f} s")
     print(f"wrote {out['doc']} ({out['wall_s']:.0f} s in all)")
@@ -323,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["full", "quick"], default="full",
                    help="quick: a few minutes per suite on small inputs (the CI smoke test; results in bench/quick/)")
     p.add_argument("--root", help="folder for results/, work/, plots/ (default bench/ for full, bench/quick/ for quick)")
+    p.add_argument("--work", help="folder of the suites' work dirs (default <root>/work); an earlier run's "
+                   "work dir makes the suites resume from it instead of recomputing")
     p.add_argument("--report", action="store_true", help="only regenerate the document from the results")
     p.set_defaults(fn=cmd_bench)
     p = sub.add_parser("models", help="embedded models")

@@ -32,6 +32,11 @@ def test_every_suite_ran_and_wrote_its_result(quick):
         assert r["profile"] == "quick", suite
         assert r["command"].startswith(f"python -m gkd.bench.{suite} --profile quick"), suite
         assert r["machine"]["cpus"] >= 1
+    # the run's own record: every suite's exit code and wall, and a total covering them
+    rec = json.loads((root / "results" / "run.json").read_text())
+    assert rec["suites"] == out["suites"] and rec["profile"] == "quick"
+    assert rec["work"] == str(root / "work")
+    assert sum(st["wall_s"] for st in rec["suites"].values()) <= rec["total_s"] <= out["wall_s"]
 
 
 def test_quality_tables_come_from_the_runs(quick):
@@ -85,6 +90,8 @@ def test_document_has_every_suite_and_flags_the_quick_profile(quick):
     for title in ("quality", "cost", "sampler", "stream", "serve", "scale"):
         assert title in doc.lower()
     assert "quick profile" in doc.lower() and "gkd bench --suite scale" in doc  # scale was not run here
+    rec = json.loads((root / "results" / "run.json").read_text())
+    assert f"{rec['started_at']} to {rec['finished_at']}" in doc and "| quality | ok |" in doc
     assert list((root / "plots").glob("*.png"))
 
 
@@ -94,6 +101,11 @@ def test_layout_and_commands():
     assert str(layout("quick")["results"]) == "bench/quick/results"
     cmd = command("serve", "full", full)
     assert cmd[1:5] == ["-m", "gkd.bench.serve", "--profile", "full"] and "bench/work/quality" in cmd
+    # --work: the suites' work dirs elsewhere (a fresh clone resuming an earlier run's), results still in bench/
+    elsewhere = layout("full", work="/data/bench-work")
+    assert str(elsewhere["results"]) == "bench/results" and str(elsewhere["doc"]) == "BENCHMARKS.md"
+    assert command("sampler", "full", elsewhere)[-3:] == ["/data/bench-work/sampler", "--graph-dir",
+                                                          "/data/bench-work/quality/graph"]
 
 
 def test_unknown_suite_is_a_clear_error(capsys):
