@@ -18,43 +18,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
+from gkd.bench.memory import PeakMemory
 from gkd.bench.report import write_result
 
 log = logging.getLogger("gkd.bench.cost")
-MIB = 2**20
-
-
-class PhaseMemory:
-    """Peak PSS rise of this process over its value when the phase started (sampled every 50 ms)."""
-
-    def __enter__(self):
-        self.proc = psutil.Process()
-        self.base = self.peak = self.proc.memory_full_info().pss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_full_info().pss)
-            time.sleep(0.05)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_full_info().pss)
-
-    @property
-    def rise_mib(self) -> float:
-        return round((self.peak - self.base) / MIB, 1)
 
 
 def _rate(fn, items: list, batch: int, repeats: int = 1) -> tuple[float, list]:
@@ -99,7 +71,7 @@ def student_side(cfg, tag, nodes: np.ndarray, batch: int, checkpoint: Path) -> d
         return logits[: len(ids)].argmax(1).numpy()
 
     items = [int(n) for n in nodes]
-    with PhaseMemory() as mem:
+    with PeakMemory(interval=0.05, tree=False) as mem:
         rate, outs = _rate(classify, items, batch, repeats=5)
         latency = _latency_ms(classify, items[:32])
         t = time.perf_counter()
@@ -119,7 +91,7 @@ def student_side(cfg, tag, nodes: np.ndarray, batch: int, checkpoint: Path) -> d
 def teacher_side(cfg, tag, nodes: np.ndarray, batch: int, model_path: str) -> dict:
     from gkd.llm.teacher import TeacherActor
 
-    with PhaseMemory() as mem:
+    with PeakMemory(interval=0.05, tree=False) as mem:
         actor = TeacherActor(str(cfg.graph_dir.resolve()),
                              cfg.llm.model_copy(update={"model": model_path}).model_dump(mode="json"),
                              cfg.prompt.model_dump(mode="json"), cfg.prompt.hops, None, features=False)

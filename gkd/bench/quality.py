@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gkd.bench.report import suite_parser, write_result
-from gkd.config import ExperimentConfig, build_config, load_config, parse_overrides
-from gkd.runtime import setup_logging
+from gkd.bench.report import suite_main, write_result
+from gkd.config import ExperimentConfig, build_config, load_config
 
 log = logging.getLogger("gkd.bench.quality")
 
@@ -227,11 +226,7 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = suite_parser(__doc__, "quality", PROFILES, "bench/work/quality")
-    args = ap.parse_args(argv)
-    setup_logging()
-    run(args.profile, Path(args.out), Path(args.workdir), parse_overrides(args.set), argv)
-    return 0
+    return suite_main(__doc__, "quality", PROFILES, run, argv)
 
 
 if __name__ == "__main__":

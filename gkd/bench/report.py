@@ -47,3 +47,16 @@ def suite_parser(doc: str, suite: str, profiles, workdir: str, default: str = "f
     ap.add_argument("--workdir", default=workdir)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     return ap
+
+
+def suite_main(doc: str, suite: str, profiles, run, argv: list[str] | None = None,
+               workdir: str = "bench/work/quality") -> int:
+    """The command line of a suite that runs on a world: parse suite_parser's arguments, log, then
+    run(profile, out, workdir, overrides, argv)."""
+    from gkd.config import parse_overrides
+    from gkd.runtime import setup_logging
+
+    args = suite_parser(doc, suite, profiles, workdir).parse_args(argv)
+    setup_logging()
+    run(args.profile, Path(args.out), Path(args.workdir), parse_overrides(args.set), argv)
+    return 0

@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from gkd.bench.quality import world_graph
-from gkd.bench.report import suite_parser, write_result
-from gkd.config import ExperimentConfig, parse_overrides
-from gkd.runtime import setup_logging
+from gkd.bench.report import suite_main, write_result
+from gkd.config import ExperimentConfig
 
 PROFILES = {"full": {"nodes": 48}, "quick": {"nodes": 8}}
 
@@ -90,11 +89,7 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = suite_parser(__doc__, "stream", PROFILES, "bench/work/quality")
-    args = ap.parse_args(argv)
-    setup_logging()
-    run(args.profile, Path(args.out), Path(args.workdir), parse_overrides(args.set), argv)
-    return 0
+    return suite_main(__doc__, "stream", PROFILES, run, argv)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,12 @@ log = logging.getLogger(__name__)
 @torch.no_grad()
 def layerwise_inference(gnn: GNN, features, indptr: np.ndarray, indices: np.ndarray, batch_size: int = 4096,
                         device: str | torch.device = "cpu", edge_hook=None,
-                        what: str = "inference") -> tuple[np.ndarray, np.ndarray]:
+                        what: str = "inference", progress_every_s: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
     """features(n_id) -> (n, d) input rows; returns logits (N, C) and the last layer's h_L (N, hidden), float32.
 
     edge_hook(n_id, edge_index) -> edge_index lets Pan's interpreter up-weight key-neighbour edges.
+    Logs each finished layer, and its progress (nodes, rate, eta) every `progress_every_s` within a layer
+    (a layer over millions of nodes takes minutes on a CPU).
     """
     from torch_geometric.sampler import NodeSamplerInput
 
@@ -36,7 +38,13 @@ def layerwise_inference(gnn: GNN, features, indptr: np.ndarray, indices: np.ndar
     t0 = time.perf_counter()
     for layer in range(gnn.num_layers):
         out = torch.empty((n, gnn.hidden), dtype=torch.float32)
+        t_layer = t_log = time.perf_counter()
         for start in range(0, n, batch_size):
+            if time.perf_counter() - t_log >= progress_every_s and start:
+                t_log = time.perf_counter()
+                rate = start / (t_log - t_layer)
+                log.info("%s: layer %d/%d, %d/%d nodes (%.0f nodes/s, eta %.0f s for this layer)", what, layer + 1,
+                         gnn.num_layers, start, n, rate, (n - start) / rate)
             chunk = torch.arange(start, min(start + batch_size, n))
             sub = sampler.sample_from_nodes(NodeSamplerInput(input_id=None, node=chunk))
             x_sub = features(sub.node).float() if layer == 0 else h[sub.node]

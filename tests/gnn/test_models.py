@@ -1,5 +1,7 @@
 """The student zoo: shapes, per-layer representations, trimming, and layer-wise inference = full-graph forward."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -47,6 +49,18 @@ def test_layerwise_inference_equals_full_graph_forward(kind):
     logits, h = layerwise_inference(gnn, lambda n_id: x[n_id], indptr, indices, batch_size=7)
     np.testing.assert_allclose(logits, full.numpy(), atol=1e-5)
     np.testing.assert_allclose(h, reps[-1].numpy(), atol=1e-5)
+
+
+def test_layerwise_inference_reports_progress_within_a_layer(caplog):
+    indptr, indices, x = small_graph(seed=1)
+    gnn = GNN("sage", 8, 16, 4, num_layers=2).eval()
+    with caplog.at_level("INFO", logger="gkd.gnn.infer"):
+        layerwise_inference(gnn, lambda n_id: x[n_id], indptr, indices, batch_size=25, progress_every_s=0)
+    lines = [r.getMessage() for r in caplog.records]
+    # 60 nodes in chunks of 25: progress before the chunks at 25 and 50, on each of the 2 layers, then the layer
+    progress = [re.search(r"layer (\d)/2, (\d+)/60 nodes", line).groups() for line in lines if "nodes/s" in line]
+    assert progress == [("1", "25"), ("1", "50"), ("2", "25"), ("2", "50")]
+    assert sum("for 60 nodes" in line for line in lines) == 2
 
 
 @pytest.mark.parametrize("kind", ["sage", "gat"])
