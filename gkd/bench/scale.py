@@ -411,11 +411,14 @@ def run(profile: str, out: Path, workdir: Path, *, fresh: bool = False, budget: 
              "num_classes": meta["num_classes"], "encoder": meta["encoder"]["name"],
              "encoder_id": meta["encoder"]["id"], "feature_dim": meta["encoder"]["dim"],
              "num_csr_entries": meta["stats"]["num_csr_entries"], "train_nodes": meta["split_sizes"]["train"]}
+    measured = {k: v["measured"] if v["reused"] else v for k, v in stages.items()}  # a reused stage: its record
     result = {
         "profile": profile, "graph": graph, "workdir": str(workdir), "stages": stages,
         "total_wall_s": round(time.time() - t0, 2),
-        "peak_rss_gib": max(s["peak_rss_gib"] for s in stages.values()),
-        "peak_system_used_gib": max(s["peak_system_used_gib"] for s in stages.values()),
+        "stages_wall_s": round(sum(m["wall_s"] for m in measured.values()), 2),
+        "peak_rss_gib": max(m["peak_rss_gib"] for m in measured.values()),
+        "peak_stage": max(measured, key=lambda k: measured[k]["peak_rss_gib"]),
+        "peak_system_used_gib": max(m["peak_system_used_gib"] for m in measured.values()),
         "memory_limit_gib": round(psutil.virtual_memory().total / GIB, 2),
         "memory_method": memory_method + "; one PeakMemory per stage",
         "reused_stages": [k for k, s in stages.items() if s["reused"]],

@@ -41,6 +41,8 @@ def test_every_stage_is_measured(quick):
         assert s["wall_s"] > 0 and s["peak_rss_gib"] > 0 and s["peak_system_used_gib"] >= 0, name
     assert first["total_wall_s"] >= sum(s["wall_s"] for s in stages.values())
     assert first["peak_rss_gib"] == max(s["peak_rss_gib"] for s in stages.values())
+    assert first["peak_stage"] in stages and stages[first["peak_stage"]]["peak_rss_gib"] == first["peak_rss_gib"]
+    assert first["stages_wall_s"] == pytest.approx(sum(s["wall_s"] for s in stages.values()), abs=0.02)
     assert 0 < first["peak_rss_gib"] < first["memory_limit_gib"]
     assert first["reused_stages"] == []
 
@@ -117,6 +119,10 @@ def test_rerun_reuses_every_stage(quick):
     for name in scale.STAGES:  # each stage's entry is the earlier measurement, not a new one
         assert again["stages"][name]["reused"] is True and again["stages"][name]["measured"] == first["stages"][name]
     assert again["projection"]["measured_rates"] == first["projection"]["measured_rates"]
+    # the rerun reports the stages' measured peak and walls, not those of its reuse checks
+    assert [again[k] for k in ("peak_rss_gib", "peak_stage", "peak_system_used_gib", "stages_wall_s")] == [
+        first[k] for k in ("peak_rss_gib", "peak_stage", "peak_system_used_gib", "stages_wall_s")]
+    assert again["total_wall_s"] < first["stages_wall_s"]
 
 
 def test_cli_assumption_flags_change_only_their_terms(quick):
