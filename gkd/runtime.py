@@ -4,11 +4,45 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import socket
 import sys
+from pathlib import Path
 
 from gkd.config import RayConfig
 
 log = logging.getLogger("gkd")
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for client sockets' local ports (Linux: 32768-60999 unless configured)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(tries: int = 64) -> int:
+    """A TCP port free now, for a server that binds it a moment later (Serve's proxy, HAProxy, a test's Ray head).
+
+    Picked below the kernel's ephemeral range: a port the OS hands out for bind(0) lies inside it, where any
+    client socket opened in between (wrk's, Ray's own) can take it first, and the server then fails with
+    "Failed to bind" (seen in the serve suite). Checked on every interface; the OS's pick when none is free.
+    """
+    low = min(ephemeral_port_range()[0], 65536)
+    rng = random.SystemRandom()
+    for _ in range(tries if low > 10_000 else 0):
+        port = rng.randrange(10_000, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -195,7 +195,8 @@ def serve_cfg(base_cfg: ExperimentConfig, overrides: dict, port: int) -> Experim
 
 def run_serve_config(base_cfg, name, overrides, kinds, scripts, args, conns, sample: str,
                      bare: str | None = None) -> tuple[list[dict], dict]:
-    from gkd.serve.app import free_port, run_local, shutdown
+    from gkd.runtime import free_port
+    from gkd.serve.app import run_local, shutdown
 
     cfg = serve_cfg(base_cfg, overrides, free_port())
     t = time.time()
@@ -214,7 +215,7 @@ def run_serve_config(base_cfg, name, overrides, kinds, scripts, args, conns, sam
 
 def start_bare(base_cfg) -> tuple[subprocess.Popen, str, float]:
     """gkd.serve.app.run_bare in its own process: (process, base URL, start-up seconds)."""
-    from gkd.serve.app import free_port
+    from gkd.runtime import free_port
 
     cfg = serve_cfg(base_cfg, {}, free_port())
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:

@@ -26,6 +26,7 @@ from ray import serve
 
 from gkd.config import ExperimentConfig, ServeConfig, load_config, parse_overrides
 from gkd.errors import ConfigError, GkdError
+from gkd.runtime import free_port
 from gkd.serve.api import build_api, token_digest
 from gkd.serve.model import Query, StudentService, TeacherService
 
@@ -148,12 +149,6 @@ def app_builder(args: AppArgs):
 def serve_env(s: ServeConfig) -> dict[str, str]:
     """RAY_SERVE_* variables the Serve controller, proxies and replicas need for serve.ingress, plus serve.env."""
     return {**(HAPROXY_ENV if s.ingress == "haproxy" else {}), **s.env}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def local_env(s: ServeConfig) -> dict[str, str]:

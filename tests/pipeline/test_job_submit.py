@@ -6,7 +6,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,15 +20,10 @@ from gkd.data import ingest
 from gkd.data.store import TAG
 from gkd.llm.models import make_tiny_llama
 from gkd.pipeline import STAGES, read_marker
+from gkd.runtime import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
@@ -37,9 +31,9 @@ def cluster():
     """A head node of its own (ports, temp dir, token); stopped by signalling `ray start --block`, so the
     test session's other Ray cluster is left alone (`ray stop` would kill every Ray process here)."""
     temp = tempfile.mkdtemp(prefix="gkdjob", dir="/tmp")  # short: Ray's socket paths have a length limit
-    gcs, dash = _free_port(), _free_port()
+    gcs, dash = free_port(), free_port()
     # every fixed default port gets a free one: the tests' own Ray instance already holds the defaults
-    ports = [f"--{flag}={_free_port()}" for flag in (
+    ports = [f"--{flag}={free_port()}" for flag in (
         "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
         "metrics-export-port", "ray-client-server-port", "node-manager-port", "object-manager-port")]
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),

@@ -1,7 +1,6 @@
 """A small synthetic graph store (gkd's own ingest, hashing features), a random student registered in a SQLite
 MLflow store with alias champion, and a tiny random Llama as the cascade's teacher."""
 
-import socket
 
 import numpy as np
 import pytest
@@ -15,12 +14,6 @@ from gkd.gnn.models import GNN
 from gkd.llm.models import make_tiny_llama
 
 HIDDEN = 16
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def random_student(tag: TAG, kind: str = "sage", seed: int = 0) -> GNN:

@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from gkd.errors import ConfigError
+from gkd.runtime import free_port
 from gkd.serve.model import TeacherService, inductive_logits, layer_inputs, softmax
 
-from .conftest import free_port, reference_probs
+from .conftest import reference_probs
 
 pytestmark = pytest.mark.ray
 TOKEN = "s3cret-test-token"

@@ -1,7 +1,6 @@
 """Tracking to a SQLite store and to a live `mlflow server` started here: nested runs, params, curves."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -9,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from gkd.runtime import free_port
 from gkd.tracking.tracker import Tracker, flatten, log_history, log_metrics, tracking_uri
 
 CONFIG = {"name": "toy", "distill": {"gnn": "sage", "fanouts": [15, 10], "pan": {"top_fraction": 0.2}}}
@@ -53,14 +53,8 @@ def test_tracking_to_sqlite_in_the_workdir(tmp_path, monkeypatch):
     assert list((tmp_path / "w" / "mlartifacts").rglob("config.json"))  # artifacts stay in the work dir
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_tracking_to_a_live_mlflow_server(tmp_path, monkeypatch):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
