@@ -170,6 +170,21 @@ def quality_headline(r: dict) -> tuple[str, str]:
             f"{vanilla['acc_mean']:.3f}) on {r['graph']['name']}")
 
 
+def quality_compute(r: dict) -> dict | None:
+    """The measured walls behind a quality result: teacher tuning + teacher outputs + every student's training."""
+    t = r["teacher"]
+    runs = [x for x in r.get("runs", []) + r.get("sweep_runs", []) if isinstance(x.get("train_wall_s"), (int, float))]
+    parts = [(f"teacher tuning {seconds(t[k]['wall_s'])}" if k == "tuning" else
+              f"teacher outputs {seconds(t[k]['wall_s'])}", t[k]["wall_s"])
+             for k in ("tuning", "outputs") if isinstance((t.get(k) or {}).get("wall_s"), (int, float))]
+    if runs:
+        parts.append((f"{len(runs)} student trainings {seconds(sum(x['train_wall_s'] for x in runs))}",
+                      sum(x["train_wall_s"] for x in runs)))
+    if not parts:
+        return None
+    return {"text": " + ".join(p for p, _ in parts), "total_s": sum(v for _, v in parts)}
+
+
 def quality_section(r: dict, plot: Plot) -> list[str]:
     g, t, best = r["graph"], r["teacher"], r["best"]
     best_row = _quality_best(r)
@@ -185,6 +200,11 @@ def quality_section(r: dict, plot: Plot) -> list[str]:
     tuning = t.get("tuning") or {}
     if "examples" in tuning and "wall_s" in tuning:
         summary += f" The teacher was tuned on {num(tuning['examples'])} examples in {seconds(tuning['wall_s'])}."
+    compute = quality_compute(r)
+    if compute:
+        summary += (" Compute behind these numbers, from the walls each part recorded when it ran (a rerun reuses "
+                    f"finished parts): {compute['text']} = **{seconds(compute['total_s'])}**, not counting text "
+                    "encoding, rationale generation and each run's Ray start-up.")
     out = [f"Graph **{g['name']}**: {num(g['num_nodes'])} nodes, {num(g['num_edges'])} edges, "
            f"{g['num_classes']} classes; {g['train_per_class']} training and {g['val_per_class']} validation "
            f"labels per class, {num(g['test_nodes'])} test nodes.", "", summary, "",

@@ -38,14 +38,18 @@ def quality():
                                       "nodes": 300, "groups": 3},
                         "tuned": {"acc_mean": 0.3933, "acc_std": 0.021, "f1_mean": 0.2428, "f1_std": 0.015,
                                   "nodes": 300, "groups": 3, "acc_all": 0.3933},
-                        "tuning": {"examples": 424, "wall_s": 580.4},
+                        "tuning": {"examples": 424, "wall_s": 580.4}, "outputs": {"nodes": 599, "wall_s": 1090.9},
                         "std_over": "3 disjoint groups of the teacher's test nodes (one tuning run)"},
             "rows": rows,
             "best": {"gnn": "sage", "method": "lingugkd", "acc_mean": 0.5638, "f1_mean": 0.4938},
             "best_vanilla": {"gnn": "sage", "method": "vanilla", "acc_mean": 0.5534, "f1_mean": 0.4834},
             "best_vs_vanilla_acc_ratio": 1.0188, "student_vs_tuned_teacher_acc_ratio": 1.5792,
             "sweep": {"gnn": "sage", "methods": ["vanilla", "lingugkd"], "rates": [5, 10, 20, 50],
-                      "test_nodes": 60900, "rows": sweep_rows, "note": "every rate is scored on the same test nodes"}}
+                      "test_nodes": 60900, "rows": sweep_rows, "note": "every rate is scored on the same test nodes"},
+            "runs": [{"gnn": "sage", "method": "vanilla", "seed": 0, "train_wall_s": 60.5},
+                     {"gnn": "sage", "method": "lingugkd", "seed": 0, "train_wall_s": 100.0}],
+            "sweep_runs": [{"gnn": "sage", "method": "vanilla", "seed": 0, "labels_per_class": 5,
+                            "train_wall_s": 40.0}]}
 
 
 def cost():
@@ -235,6 +239,9 @@ def test_full_document(tmp_path):
     assert "| teacher LLM (zero-shot) | – | – | 0.012 ± 0.004 | 0.047 ± 0.012 |" in q
     assert "**1.02x** the best vanilla GNN (sage, 0.553)" in q and "**1.58x** the tuned teacher (0.393" in q
     assert "tuned on 424 examples in 580 s (9.7 min)" in q
+    # 580.4 + 1090.9 + (60.5 + 100.0 + 40.0) = 1871.8 s, every part from the file
+    assert ("teacher tuning 580 s (9.7 min) + teacher outputs 1,091 s (18.2 min) + 3 student trainings 200 s "
+            "(3.3 min) = **1,872 s (31.2 min)**") in q
     assert "(mean ± std over seeds). Every rate is scored on the same test nodes." in q
     assert "| 5 | 0.410 ± 0.010 | 0.360 ± 0.010 | 0.450 ± 0.020 | 0.400 ± 0.010 | 1.1x |" in q
     assert "| 50 | 0.600 ± 0.010 | 0.550 ± 0.010 | 0.590 ± 0.020 | 0.540 ± 0.010 | 0.98x |" in q
