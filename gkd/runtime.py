@@ -23,17 +23,21 @@ def ephemeral_port_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+FIRST_PORT = 20_000  # above Ray's default worker port range (--min/max-worker-port 10002-19999)
+
+
 def free_port(tries: int = 64) -> int:
     """A TCP port free now, for a server that binds it a moment later (Serve's proxy, HAProxy, a test's Ray head).
 
-    Picked below the kernel's ephemeral range: a port the OS hands out for bind(0) lies inside it, where any
-    client socket opened in between (wrk's, Ray's own) can take it first, and the server then fails with
-    "Failed to bind" (seen in the serve suite). Checked on every interface; the OS's pick when none is free.
+    Picked between Ray's default worker ports (10002-19999, which a Ray node reserves whole) and the kernel's
+    ephemeral range: a port the OS hands out for bind(0) lies inside the latter, where any client socket opened
+    in between (wrk's, Ray's own) can take it first, and the server then fails with "Failed to bind" (seen in
+    the serve suite). Checked on every interface; the OS's pick when there is no such gap or nothing is free.
     """
     low = min(ephemeral_port_range()[0], 65536)
     rng = random.SystemRandom()
-    for _ in range(tries if low > 10_000 else 0):
-        port = rng.randrange(10_000, low)
+    for _ in range(tries if low > FIRST_PORT else 0):
+        port = rng.randrange(FIRST_PORT, low)
         with socket.socket() as sock:
             try:
                 sock.bind(("", port))
