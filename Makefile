@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test bench bench-quick bench-quality bench-cost bench-sampler bench-stream bench-serve bench-scale wrk bench-wheels apt-lists clean
+.PHONY: venv demo test test-fast bench bench-quick bench-quality bench-cost bench-sampler bench-stream bench-serve bench-scale wrk bench-wheels apt-lists clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,15 @@ apt-lists:
 demo: venv apt-lists
 	$(VENV)/bin/gkd demo --config jobs/configs/demo.yaml
 
+# The whole suite; prints its 25 slowest steps.
 test: venv apt-lists wrk
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
+
+# The inner loop: no Ray cluster, no Ray Serve or HTTP server, no real model (MiniLM, SmolLM2) downloaded or
+# loaded, nothing slow (markers in pyproject.toml). HF_HUB_OFFLINE makes a stray model download fail, not wait.
+FAST := not ray and not slow and not serve
+test-fast: venv
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=10 -m "$(FAST)" tests
 
 # Benchmarks (BENCHMARKS.md): every suite, full profile; `make bench-quick` is the smoke test of every suite
 # (what CI runs, via tests/bench); `make bench-quality` (or -cost, -sampler, -stream, -serve, -scale) one suite.

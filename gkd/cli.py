@@ -38,33 +38,8 @@ def config_from_args(args) -> ExperimentConfig:
     return build_config(data, args.config or "(defaults)", parse_overrides(args.set or []))
 
 
-def format_summary(meta: dict) -> str:
-    s = meta.get("stats", {})
-    sizes = meta["split_sizes"]
-    enc = meta["encoder"]
-    lines = [
-        f"graph {meta['name']!r} from {meta['source']['kind']}" + (" (unchanged, ingest skipped)" if meta.get("skipped") else ""),
-        f"  nodes            {meta['num_nodes']:,}",
-        f"  edges            {meta['num_edges']:,} rows, {s.get('num_csr_entries', 0):,} CSR entries"
-        + (" (directed)" if meta["directed"] else " (undirected)"),
-        f"  classes          {meta['num_classes']}",
-        "  splits           " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()),
-        f"  isolated nodes   {s.get('isolated_nodes', 0):,}",
-        f"  mean degree      {s.get('mean_degree', 0):.2f} (max {s.get('max_degree', 0):,})",
-        f"  label homophily  {s.get('label_homophily')}",
-        f"  features         {meta['num_nodes']:,} x {enc['dim']} {enc['dtype']} ({enc['id']}; "
-        f"{enc.get('encoded', 0):,} encoded, {enc.get('from_cache', 0):,} from cache)",
-    ]
-    if meta.get("partition"):
-        p = meta["partition"]
-        lines.append(f"  partition        METIS {p['num_parts']} parts, edge cut {p['edge_cut']:,}")
-    for note in meta.get("notes", []):
-        lines.append(f"  note: {note}")
-    return "\n".join(lines)
-
-
 def run_one(args, stage: str) -> tuple[ExperimentConfig, dict]:
-    """One stage through the pipeline's bookkeeping (config-hash skip, stage.json, MLflow run)."""
+    """One stage through the pipeline's bookkeeping (content-hash skip, stage.json, MLflow run)."""
     from gkd.pipeline import run_stage
 
     cfg = config_from_args(args)
@@ -72,10 +47,12 @@ def run_one(args, stage: str) -> tuple[ExperimentConfig, dict]:
     return cfg, result["summary"]
 
 
-def cmd_ingest(args) -> int:
-    cfg, meta = run_one(args, "ingest")
-    print(format_summary(meta))
-    print(f"  store            {cfg.graph_dir}")
+def cmd_stage(args) -> int:
+    """`gkd <stage>`: one stage, then its record's report."""
+    from gkd.stages import stage_record
+
+    cfg, summary = run_one(args, args.command)
+    print(stage_record(args.command).report(cfg, summary))
     return 0
 
 
@@ -88,48 +65,11 @@ def cmd_validate(args) -> int:
 
 
 def cmd_summary(args) -> int:
+    from gkd.data.stage import format_summary
     from gkd.data.store import read_meta
 
     meta = read_meta(args.graph)
     print(json.dumps(meta, indent=2) if args.json else format_summary(meta))
-    return 0
-
-
-def cmd_rationale(args) -> int:
-    _, summary = run_one(args, "rationale")
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-def cmd_teacher(args) -> int:
-    _, metrics = run_one(args, "teacher")
-    zs, tu = metrics["zero_shot"], metrics["tuned"]
-    print(f"teacher on {metrics['test_nodes']} test nodes: zero-shot acc {zs['acc']} (macro-F1 {zs['macro_f1']}), "
-          f"tuned acc {tu['acc']} (macro-F1 {tu['macro_f1']}); {metrics['covered_nodes']:,} nodes covered")
-    return 0
-
-
-def format_student(m: dict) -> str:
-    t, tn, teacher = m["test"], m["teacher_nodes"], m.get("teacher") or {}
-    line = (f"student {m['gnn']}/{m['method']}: test acc {t['acc']} (macro-F1 {t['macro_f1']}) on {t['nodes']:,} "
-            f"nodes, val acc {m['val']['acc']}")
-    if teacher:
-        line += (f"; on the teacher's {tn['nodes']} test nodes: student {tn['acc']} vs tuned teacher "
-                 f"{teacher.get('acc')}")
-    return line
-
-
-def cmd_distill(args) -> int:
-    cfg, m = run_one(args, "distill")
-    print(format_student(m))
-    print(f"  checkpoint       {cfg.workdir / 'student' / 'checkpoint'}")
-    return 0
-
-
-def cmd_register(args) -> int:
-    _, out = run_one(args, "register")
-    print(f"registered {out['name']} version {out['version']} (alias {out['alias']}), MLflow run {out['run_id']} "
-          f"at {out['tracking_uri']}")
     return 0
 
 
@@ -186,10 +126,11 @@ def cmd_models_fetch(args) -> int:
 
 def cmd_run(args) -> int:
     """The whole job; finished stages whose config is unchanged are reused."""
-    from gkd.pipeline import STAGES, run_pipeline
+    from gkd.pipeline import run_pipeline
+    from gkd.stages import stage_names
 
     cfg = config_from_args(args)
-    stages = [s.strip() for s in args.stages.split(",")] if args.stages else list(STAGES)
+    stages = [s.strip() for s in args.stages.split(",")] if args.stages else list(stage_names())
     out = run_pipeline(cfg, stages, track=not args.no_track)
     print_outcome(cfg, out)
     return 0
@@ -212,12 +153,14 @@ def cmd_bench(args) -> int:
 
 
 def print_outcome(cfg: ExperimentConfig, out: dict) -> None:
+    from gkd.gnn.stage import DISTILL, format_student
+    from gkd.tracking.stage import REGISTER
+
     st = out["stages"]
-    if "distill" in st:
-        print(format_student(st["distill"]["summary"]))
-    if "register" in st:
-        r = st["register"]["summary"]
-        print(f"registered {r['name']} version {r['version']} (alias {r['alias']})")
+    if DISTILL.name in st:
+        print(format_student(st[DISTILL.name]["summary"]))
+    if REGISTER.name in st:
+        print(f"registered {REGISTER.line(st[REGISTER.name]['summary'])}")
     if out["run_id"]:
         print(f"MLflow run {out['run_id']} at {out['tracking_uri']}")
     reused = [s for s, r in st.items() if r["skipped"]]
@@ -228,12 +171,13 @@ def cmd_demo(args) -> int:
     """The whole pipeline on the embedded defaults, the promotion gate, then one live prediction from Serve."""
     from gkd.pipeline import run_pipeline
     from gkd.tracking.registry import promote
+    from gkd.tracking.stage import REGISTER
 
     cfg = config_from_args(args)
     print(f"gkd demo: ingest -> rationale -> teacher -> distill -> register -> promote -> serve ({cfg.name}, "
           f"work dir {cfg.workdir})")
     out = run_pipeline(cfg)
-    reg = out["stages"]["register"]["summary"]
+    reg = out["stages"][REGISTER.name]["summary"]
     gate = promote(reg["name"], reg["version"])
     verdict = "promoted to champion" if gate["promoted"] else "not promoted"
     print(f"promote {reg['name']} v{gate['version']}: {verdict} ({gate['reason']})")
@@ -283,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gkd", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, fn, help_ in [("ingest", cmd_ingest, "source -> canonical graph store (Ray Data)"),
+    from gkd.stages import pipeline
+
+    for name, fn, help_ in [(pipeline()[0].name, cmd_stage, pipeline()[0].help),
                             ("run", cmd_run, "the pipeline: ingest -> rationale -> teacher -> distill -> register"),
                             ("demo", cmd_demo, "the pipeline on the embedded defaults, promotion, one live prediction")]:
         p = sub.add_parser(name, help=help_)
@@ -293,15 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("--stages", help="comma-separated subset, e.g. distill,register (default: all)")
         p.set_defaults(fn=fn)
-    for name, fn, help_ in [("rationale", cmd_rationale, "LLM rationales for the node budget (Ray Data, resumable)"),
-                            ("teacher", cmd_teacher, "tune the teacher (Ray Train + DeepSpeed), write its outputs"),
-                            ("distill", cmd_distill, "distill the teacher into a GNN (Ray Train, sampled, DDP)")]:
-        p = sub.add_parser(name, help=help_)
+    for rec in pipeline()[1:]:  # the first stage (ingest) takes the source flags: its parser is above
+        p = sub.add_parser(rec.name, help=rec.help)
         add_config_args(p)
-        p.set_defaults(fn=fn)
-    p = sub.add_parser("register", help="log the student to MLflow and register it (alias candidate)")
-    add_config_args(p)
-    p.set_defaults(fn=cmd_register)
+        p.set_defaults(fn=cmd_stage)
     p = sub.add_parser("promote", help="move alias champion to a version if its val accuracy is at least the champion's")
     add_config_args(p)
     p.add_argument("--model", required=True, help="registered model name, e.g. debian-student")

@@ -5,6 +5,8 @@ Unknown keys and bad values are rejected with the dotted key path and the reason
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -14,6 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gkd.errors import ConfigError
 
 DEFAULT_APT_LISTS = "/var/lib/apt/lists"
+_RUNTIME = {"runtime": True}
+
+
+def runtime(default: Any = ..., **kw: Any) -> Any:
+    """A field that changes how a stage runs (workers, actors, devices, inference batch sizes, checkpoint
+    cadence), not what it writes: left out of `content_hash`, so changing it reuses finished stages."""
+    return Field(default, json_schema_extra=_RUNTIME, **kw)
 
 
 class Strict(BaseModel):
@@ -156,16 +165,16 @@ class EncoderConfig(Strict):
     name: str = "minilm"
     dim: int = Field(256, ge=8)  # only for 'hashing'; models report their own width
     max_seq_length: int = Field(128, ge=8)  # tokens seen by a model encoder
-    batch_size: int = Field(256, ge=1)
-    num_actors: int = Field(2, ge=1)
-    num_cpus_per_actor: float = Field(1.0, gt=0)
-    num_gpus_per_actor: float = Field(0.0, ge=0)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    torch_threads: int | None = Field(1, ge=1)  # per actor; None = torch's default
+    batch_size: int = runtime(256, ge=1)
+    num_actors: int = runtime(2, ge=1)
+    num_cpus_per_actor: float = runtime(1.0, gt=0)
+    num_gpus_per_actor: float = runtime(0.0, ge=0)
+    device: str = runtime("auto")  # auto | cpu | cuda | cuda:N
+    torch_threads: int | None = runtime(1, ge=1)  # per actor; None = torch's default
     dtype: Literal["float32", "float16"] = "float32"
     # Content-hash cache of embeddings (resume + reuse); None = <workdir>/../.cache/features
-    cache_dir: Path | None = None
-    cache: bool = True
+    cache_dir: Path | None = runtime(None)
+    cache: bool = runtime(True)
 
 
 class PartitionConfig(Strict):
@@ -183,7 +192,7 @@ class IngestConfig(Strict):
     partition: PartitionConfig = Field(default_factory=PartitionConfig)
     num_shards: int = Field(8, ge=1)  # node and edge Parquet shards
     max_text_chars: int = Field(2000, ge=16)  # texts are cut here before storage and encoding
-    overwrite: bool = False
+    overwrite: bool = runtime(False)  # replace a store ingested with another config
 
 
 # ----------------------------------------------------------------------------- teacher side
@@ -193,10 +202,10 @@ class LLMConfig(Strict):
     """The teacher LLM: the embedded SmolLM2-135M-Instruct, or any Hugging Face id / local dir."""
 
     model: str = "smollm2-135m-instruct"  # embedded alias, HF id, or local directory
-    cache_dir: Path | None = None  # where the embedded model is unpacked; None = $GKD_CACHE_DIR/models
+    cache_dir: Path | None = runtime(None)  # where the embedded model is unpacked; None = $GKD_CACHE_DIR/models
     dtype: Literal["float32", "bfloat16"] = "float32"  # never fp16 on CPU
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    torch_threads: int | None = Field(1, ge=1)  # per actor / worker when several share a node
+    device: str = runtime("auto")  # auto | cpu | cuda | cuda:N
+    torch_threads: int | None = runtime(1, ge=1)  # per actor / worker when several share a node
 
 
 class PromptConfig(Strict):
@@ -215,10 +224,10 @@ class RationaleConfig(Strict):
 
     unlabeled_budget: int = Field(200, ge=0)  # nodes beyond the labelled train/val ones
     splits: list[Literal["train", "val", "test", "unlabeled"]] = ["train", "val"]  # always covered
-    batch_size: int = Field(8, ge=1)
-    num_actors: int = Field(2, ge=1)
-    num_cpus_per_actor: float = Field(1.0, gt=0)
-    num_gpus_per_actor: float = Field(0.0, ge=0)
+    batch_size: int = runtime(8, ge=1)
+    num_actors: int = runtime(2, ge=1)
+    num_cpus_per_actor: float = runtime(1.0, gt=0)
+    num_gpus_per_actor: float = runtime(0.0, ge=0)
     generate: bool = True  # also generate keywords / key neighbours / reason (JSON)
     max_new_tokens: int = Field(96, ge=8)
     seed: int = 0
@@ -233,17 +242,17 @@ class TeacherConfig(Strict):
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     lora_targets: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
     zero_stage: Literal[0, 1, 2, 3] = 2
-    num_workers: int = Field(2, ge=1)
-    use_gpu: bool = False
-    num_cpus_per_worker: float = Field(1.0, gt=0)
+    num_workers: int = Field(2, ge=1)  # content: the global batch is batch_size x num_workers
+    use_gpu: bool = runtime(False)
+    num_cpus_per_worker: float = runtime(1.0, gt=0)
     epochs: int = Field(1, ge=1)
     max_steps: int | None = Field(None, ge=1)
     batch_size: int = Field(4, ge=1)  # per worker
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(2e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    max_failures: int = Field(1, ge=0)
-    checkpoint_every: int = Field(50, ge=1)  # optimizer steps
+    max_failures: int = runtime(1, ge=0)
+    checkpoint_every: int = runtime(50, ge=1)  # optimizer steps
     train_budget: int | None = Field(None, ge=1)  # training prompts (None = every train node)
     eval_budget: int = Field(300, ge=1)  # test nodes scored for zero-shot / tuned accuracy
     feature_dim: int | None = Field(None, ge=8)  # project per-hop features (large teachers)
@@ -291,14 +300,16 @@ class DistillConfig(Strict):
     mix: Literal["uncertainty", "softmax", "fixed"] = "uncertainty"
     pan: PanConfig = Field(default_factory=PanConfig)
     # Ray Train
-    num_workers: int = Field(2, ge=1)
-    use_gpu: bool = False
-    num_cpus_per_worker: float = Field(1.0, gt=0)
-    torch_threads: int | None = Field(1, ge=1)
-    max_failures: int = Field(2, ge=0)
-    checkpoint_every: int = Field(5, ge=1)  # epochs between checkpoints (= Ray Train reports); the last always
-    device: str = "auto"  # driver-side full-graph inference: auto | cpu | cuda | cuda:N
-    infer_batch_size: int = Field(4096, ge=1)
+    num_workers: int = Field(2, ge=1)  # content: each rank draws its own seed shard
+    use_gpu: bool = runtime(False)
+    num_cpus_per_worker: float = runtime(1.0, gt=0)
+    torch_threads: int | None = runtime(1, ge=1)
+    max_failures: int = runtime(2, ge=0)
+    checkpoint_every: int = runtime(5, ge=1)  # epochs between checkpoints (= Ray Train reports); the last always
+    device: str = runtime("auto")  # driver-side full-graph inference: auto | cpu | cuda | cuda:N
+    infer_batch_size: int = runtime(4096, ge=1)
+    # Pan's interpreter: None = <student dir>/interpreter; students of other methods may share one (the bench)
+    interpreter_dir: Path | None = runtime(None)
     seed: int = 0
     # label-rate sweeps: train on the first k labels of each class (its train nodes, then test nodes, in a
     # seeded order); label_pool_per_class >= k takes that many out of test at every k, so that every rate
@@ -409,6 +420,8 @@ class ServeConfig(Strict):
 class ExperimentConfig(Strict):
     name: str = Field("gkd", pattern=r"^[A-Za-z0-9_.-]+$")
     workdir: Path = Path("runs/gkd")
+    # per stage name: write its outputs here instead of <workdir>/<the stage's folder> (e.g. many students)
+    stage_dirs: dict[str, Path] = runtime({})
     ray: RayConfig = Field(default_factory=RayConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
@@ -418,9 +431,59 @@ class ExperimentConfig(Strict):
     distill: DistillConfig = Field(default_factory=DistillConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 
+    @model_validator(mode="after")
+    def _known_stage_dirs(self):
+        from gkd.stages import stage_names
+
+        unknown = sorted(set(self.stage_dirs) - set(stage_names()))
+        if unknown:
+            raise ValueError(f"stage_dirs names unknown stage(s) {unknown}; stages are {', '.join(stage_names())}")
+        return self
+
+    def stage_dir(self, stage) -> Path:
+        """Where `stage` (a name or a Stage record) reads and writes its files."""
+        from gkd.stages import stage_record
+
+        rec = stage_record(stage)
+        return Path(self.stage_dirs[rec.name]) if rec.name in self.stage_dirs else self.workdir / rec.dir
+
     @property
     def graph_dir(self) -> Path:
-        return self.workdir / "graph"
+        return self.stage_dir("ingest")
+
+
+# ----------------------------------------------------------------------------- what counts as the same work
+
+
+def content(value: Any) -> Any:
+    """A config value as plain JSON, without its runtime fields (recursively)."""
+    if isinstance(value, BaseModel):
+        return {k: content(getattr(value, k)) for k, f in type(value).model_fields.items()
+                if not (isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("runtime"))}
+    if isinstance(value, (list, tuple)):
+        return [content(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): content(v) for k, v in value.items()}
+    return str(value) if isinstance(value, Path) else value
+
+
+def section(cfg: BaseModel, path: str) -> Any:
+    """A config section by its dotted path, e.g. "ingest.encoder"."""
+    value = cfg
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def content_hash(cfg: ExperimentConfig, stage) -> str:
+    """The one notion of "same work": a hash of the stage's config sections without their runtime fields,
+    and of the content hashes of the stages it reads. Equal hash = its outputs can be reused."""
+    from gkd.stages import stage_record
+
+    rec = stage_record(stage)
+    body = {"stage": rec.name, "config": {s: content(section(cfg, s)) for s in rec.sections},
+            "inputs": {s: content_hash(cfg, s) for s in rec.inputs}, "extra": content(rec.extra)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- loading

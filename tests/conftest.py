@@ -3,6 +3,14 @@ import os
 import pytest
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses the session's Ray cluster, directly or through a fixture built on it (fixturenames
+    is the whole closure), is marked `ray`: a new test cannot forget it, and `-m "not ray"` stays Ray-free."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
+
 @pytest.fixture(autouse=True)
 def _feature_cache(tmp_path_factory, monkeypatch):
     """Every test session gets its own feature cache, never the user's ~/.cache/gkd."""

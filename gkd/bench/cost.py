@@ -115,11 +115,14 @@ def run(cfg, num_nodes: int, student_batch: int, teacher_batch: int, threads: in
     from gkd.llm.teacher import eval_nodes
 
     torch.set_num_threads(threads)
-    checkpoint = Path(checkpoint or cfg.workdir / "student" / "checkpoint")
+    from gkd.gnn.stage import student_checkpoint
+    from gkd.llm.stage import tuned_teacher
+
+    checkpoint = Path(checkpoint or student_checkpoint(cfg))
     if not checkpoint.is_dir():
         raise GkdError(f"{checkpoint} is missing: run `gkd run --config ...` (or make demo) first")
-    tuned = cfg.workdir / "teacher" / "checkpoint"
-    model_path = str(tuned.resolve()) if tuned.is_dir() else str(resolve_model(cfg.llm.model, cfg.llm.cache_dir))
+    tuned = tuned_teacher(cfg)
+    model_path = str(tuned) if tuned is not None else str(resolve_model(cfg.llm.model, cfg.llm.cache_dir))
     tag = TAG.load(cfg.graph_dir)
     nodes = eval_nodes(tag.labels, tag.split, num_nodes, cfg.teacher.seed)
     log.info("cost: %d test nodes, %d torch thread(s)", len(nodes), threads)
@@ -171,6 +174,83 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"profile": args.profile if not args.config else "full",
               **run(cfg, args.nodes, args.student_batch, args.teacher_batch, args.threads, checkpoint)}
     return write_result(args.result, result, "gkd.bench.cost", argv)
+
+
+# ---------------------------------------------------------------- BENCHMARKS.md section (gkd.bench.markdown)
+
+
+MARKDOWN_TITLE = "Cost: student vs teacher inference"
+
+
+def markdown_headline(r: dict) -> tuple[str, str]:
+    from gkd.bench.markdown import num, ratio
+
+    return (ratio(r["student_vs_teacher_nodes_per_s_ratio"]),
+            f"student nodes/s vs the tuned teacher LLM's, classifying the same {num(r['nodes'])} nodes of "
+            f"{r['graph']} (batches of {r['student_batch']} and {r['teacher_batch']}, "
+            f"{r['torch_threads']} torch thread each)")
+
+
+def markdown_section(r: dict, plot) -> list[str]:
+    from gkd.bench.markdown import bold, num, ratio, seconds, table, value_bars
+
+    s, t = r["student"], r["teacher"]
+
+    def vs(key: str, stored: str | None = None, student_first: bool = False) -> str:
+        """'teacher 997x the student's' from the stored ratio when there is one, else from the two values."""
+        a, b = (s, t) if student_first else (t, s)
+        value = r[stored] if stored in r else (a[key] / b[key] if b.get(key) else None)
+        if value is None:
+            return "–"
+        who, other = ("student", "teacher") if student_first else ("teacher", "student")
+        return f"{who} {ratio(value)} the {other}'s"
+
+    out = [f"Both models classify the same {num(r['nodes'])} nodes of **{r['graph']}** "
+           f"(student batches of {r['student_batch']}, teacher batches of {r['teacher_batch']}, "
+           f"{r['torch_threads']} torch thread each). Student: {s['model']}; teacher: `{t['model']}`.", ""]
+    out += table(["", "student", "teacher", "ratio"], [
+        ["parameters", num(s["parameters"]), num(t["parameters"]),
+         vs("parameters", "teacher_vs_student_parameters_ratio")],
+        ["nodes/s", num(s["nodes_per_s"]), num(t["nodes_per_s"]),
+         bold(vs("nodes_per_s", "student_vs_teacher_nodes_per_s_ratio", student_first=True))],
+        ["latency, one node (ms)", num(s["latency_ms_one_node"]), num(t["latency_ms_one_node"]),
+         vs("latency_ms_one_node", "teacher_vs_student_latency_ratio")],
+        ["peak memory rise (MiB)", num(s["peak_memory_rise_mib"]), num(t["peak_memory_rise_mib"]),
+         vs("peak_memory_rise_mib")],
+        [f"accuracy on the {num(r['nodes'])} nodes", f"{s['acc']:.3f}", f"{t['acc']:.3f}",
+         vs("acc", student_first=True)],
+    ])
+    fg = s.get("full_graph")
+    if fg:
+        out += [f"Full-graph layer-wise inference: the student labels all {num(fg['nodes'])} nodes in "
+                f"{seconds(fg['wall_s'])}, {num(fg['nodes_per_s'])} nodes/s"
+                + (f", **{ratio(r['student_full_graph_vs_teacher_nodes_per_s_ratio'])}** the teacher's"
+                   if "student_full_graph_vs_teacher_nodes_per_s_ratio" in r else "")
+                + f"; same predictions as the batched path: {num(fg.get('matches_batched'))}.", ""]
+    names = ["teacher LLM", f"student (batches of {r['student_batch']})"]
+    values = [t["nodes_per_s"], s["nodes_per_s"]]
+    if fg:
+        names.append("student (full graph)")
+        values.append(fg["nodes_per_s"])
+    fig = value_bars(names, values, ["tab:red"] + ["tab:blue"] * (len(values) - 1), "nodes/s (log scale)",
+                     f"{r['graph']}: inference throughput", log=True)
+    out.append(plot(fig, "cost_nodes_per_s.png", "nodes/s, student vs teacher"))
+    return out
+
+
+def markdown_losses(r: dict) -> list[str]:
+    from gkd.bench.markdown import num, ratio
+
+    s, t = r["student"], r["teacher"]
+    out = []
+    if s["acc"] < t["acc"]:
+        out.append(f"The student is less accurate than the teacher on the same {num(r['nodes'])} nodes "
+                   f"({s['acc']:.3f} vs {t['acc']:.3f}): its {ratio(r['student_vs_teacher_nodes_per_s_ratio'])} "
+                   "speed is bought with accuracy.")
+    if s["peak_memory_rise_mib"] > t["peak_memory_rise_mib"]:
+        out.append(f"The student's peak memory rise ({num(s['peak_memory_rise_mib'])} MiB) exceeds the teacher's "
+                   f"({num(t['peak_memory_rise_mib'])} MiB).")
+    return out
 
 
 if __name__ == "__main__":

@@ -223,5 +223,82 @@ def quick(args, site: Path | None, argv) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- BENCHMARKS.md section (gkd.bench.markdown)
+
+
+MARKDOWN_TITLE = "Sampler: gkd vs PyG neighbour sampling"
+
+
+def _pyg(g: dict) -> dict | None:
+    """The PyG measurement of a graph, None when it was not run or skipped."""
+    pyg = g.get("pyg")
+    return pyg if pyg and "seeds_per_s" in pyg else None
+
+
+def markdown_headline(r: dict) -> tuple[str, str]:
+    from gkd.bench.markdown import num, ratio
+
+    measured = [g for g in r["graphs"] if _pyg(g)]
+    if not measured or "seeds_per_s_ratio_vs_pyg" not in r:
+        return "–", "gkd CSRSampler vs PyG NeighborLoader: PyG not run"
+    g = next((g for g in measured if g.get("seeds_per_s_ratio_vs_pyg") == r["seeds_per_s_ratio_vs_pyg"]), measured[0])
+    return (ratio(r["seeds_per_s_ratio_vs_pyg"]),
+            f"seeds/s of gkd's CSRSampler vs PyG's NeighborLoader on {g['name']} ({num(g['num_nodes'])} nodes, "
+            f"{num(g['num_edges'])} edges, fanouts {g['fanouts']}, batch {g['batch_size']})")
+
+
+def markdown_section(r: dict, plot) -> list[str]:
+    from gkd.bench.markdown import bars, bold, num, ratio, seconds, table
+    from gkd.plots import pyplot
+
+    out = [f"Neighbour sampling for one epoch of seed batches, {r.get('torch_threads', '?')} torch thread; "
+           "memory is the peak RSS rise while sampling.", ""]
+    rows = []
+    for g in r["graphs"]:
+        graph = f"{g['name']} ({num(g['num_nodes'])} nodes, {num(g['num_edges'])} edges, fanouts {g['fanouts']}, " \
+                f"batch {g['batch_size']})"
+        pyg = g.get("pyg")
+        for key, m in (("ours", g["ours"]), ("pyg", pyg)):
+            if key == "pyg" and not _pyg(g):
+                why = (pyg or {}).get("skipped", "not run")
+                rows.append(["", f"PyG: skipped ({why})", "–", "–", "–", "–", "–", "–"])
+                continue
+            rows.append([graph if key == "ours" else "", m["backend"], num(m["seeds_per_s"]),
+                         num(m["peak_rss_rise_mib"]), num(m["mean_sampled_nodes_per_batch"]),
+                         num(m["mean_sampled_edges_per_batch"]), seconds(m.get("loader_build_s", 0.0)),
+                         bold(ratio(g.get("seeds_per_s_ratio_vs_pyg", m["seeds_per_s"] / pyg["seeds_per_s"])))
+                         if key == "ours" and _pyg(g) else ""])
+    out += table(["graph", "backend", "seeds/s", "peak RSS rise (MiB)", "sampled nodes / batch",
+                  "sampled edges / batch", "loader build", "ours vs PyG"], rows)
+    plt = pyplot()
+    names = [g["name"] for g in r["graphs"]]
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.2 * len(names)), 3.6))
+    bars(ax, names, {"gkd CSRSampler": [g["ours"]["seeds_per_s"] for g in r["graphs"]],
+                     "PyG NeighborLoader": [_pyg(g)["seeds_per_s"] if _pyg(g) else np.nan for g in r["graphs"]]})
+    ax.set_ylabel("seeds/s")
+    ax.set_title("neighbour sampling throughput")
+    ax.legend()
+    out.append(plot(fig, "sampler_seeds_per_s.png", "seeds/s, gkd vs PyG"))
+    return out
+
+
+def markdown_losses(r: dict) -> list[str]:
+    from gkd.bench.markdown import num, ratio
+
+    out = []
+    for g in r["graphs"]:
+        pyg = _pyg(g)
+        if not pyg:
+            continue
+        ours = g["ours"]
+        if ours["seeds_per_s"] < pyg["seeds_per_s"]:
+            out.append(f"On {g['name']} gkd's sampler is slower than PyG: {num(ours['seeds_per_s'])} vs "
+                       f"{num(pyg['seeds_per_s'])} seeds/s ({ratio(ours['seeds_per_s'] / pyg['seeds_per_s'])}).")
+        if ours["peak_rss_rise_mib"] > pyg["peak_rss_rise_mib"]:
+            out.append(f"On {g['name']} gkd's sampler uses more memory than PyG: peak RSS rise "
+                       f"{num(ours['peak_rss_rise_mib'])} vs {num(pyg['peak_rss_rise_mib'])} MiB.")
+    return out
+
+
 if __name__ == "__main__":
     sys.exit(main())

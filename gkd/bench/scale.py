@@ -6,14 +6,16 @@ stage, then a projection of the whole pipeline onto a GPU cluster with its arith
 
 Profiles: full (2,449,029 nodes, 61,859,140 edges, 47 classes, hashing-d128, the embedded SmolLM2-135M as
 the untuned teacher, 64 nodes) and quick (the same code path on 20,000 nodes / 200,000 edges, hashing-d32,
-a tiny random Llama, 8 nodes). Each finished stage leaves <workdir>/stages/<stage>.json; a rerun reuses a
-stage whose outputs and inputs are unchanged and says so ("reused", with the earlier "measured" entry),
-so a killed run loses at most the stage in flight. --fresh measures every stage again.
+a tiny random Llama, 8 nodes). Every stage runs through `gkd.pipeline.run_stage` (ingest and distill are
+the pipeline's own records; METIS and the untuned teacher's outputs are records of this suite), so reuse
+follows the content hashes and stage.json markers of `gkd run`. A measured stage leaves its figures in
+<workdir>/stages/<stage>.json under its content hash; a rerun reuses a finished stage and says so
+("reused", with the earlier "measured" entry), so a killed run loses at most the stage in flight (an
+unfinished stage starts over: a measurement never resumes). --fresh measures every stage again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -29,8 +31,10 @@ import psutil
 
 from gkd.bench.memory import GIB, PeakMemory
 from gkd.bench.report import suite_parser, write_result
-from gkd.config import ExperimentConfig, PartitionConfig, load_config, parse_overrides
+from gkd.config import ExperimentConfig, PartitionConfig, content_hash, load_config, parse_overrides
 from gkd.errors import GkdError
+from gkd.pipeline import MARKER, run_stage
+from gkd.stages import Stage, stage_record
 from gkd.runtime import init_ray, setup_logging
 
 log = logging.getLogger("gkd.bench.scale")
@@ -73,10 +77,6 @@ ASSUMPTIONS = {
 }
 
 
-def _key(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def read_record(workdir: Path, stage: str, key: str) -> dict | None:
     """The entry a finished run of `stage` with the same inputs (`key`) left, else None."""
     path = workdir / "stages" / f"{stage}.json"
@@ -106,11 +106,11 @@ def budget_nodes(split: np.ndarray, budget: int, seed: int = 0) -> np.ndarray:
 
 
 def ingest_stage(cfg: ExperimentConfig) -> dict:
-    """gkd.data.ingest.run; a store already ingested with this config is reused (meta["skipped"])."""
-    from gkd.data import ingest
-
-    meta = ingest.run(cfg)
-    info = {"reused": bool(meta.get("skipped")), "key": meta["config_hash"], "num_nodes": meta["num_nodes"],
+    """The pipeline's ingest stage; a store already ingested with this config is reused."""
+    res = run_stage(cfg, "ingest", track=False, resume=False)
+    meta = res["summary"]
+    info = {"reused": res["skipped"] or bool(meta.get("skipped")), "key": meta["config_hash"],
+            "num_nodes": meta["num_nodes"],
             "num_edges": meta["num_edges"], "num_csr_entries": meta["stats"]["num_csr_entries"],
             "timings_s": meta["timings"],
             "store_bytes": sum(f.stat().st_size for f in cfg.graph_dir.rglob("*") if f.is_file())}
@@ -137,18 +137,45 @@ def _metis_child(csr_path: str, pcfg: dict, out_dir: str) -> None:
                                                           "metis_s": round(metis_s, 2)}))
 
 
+class StageFailed(GkdError):
+    """A measured stage that did not finish (METIS killed past its memory limit): its figures so far in `info`."""
+
+    def __init__(self, info: dict):
+        super().__init__(info["status"])
+        self.info = info
+
+
+def partition_record(num_parts: int, memory_limit_gib: float | None, timeout_s: float) -> Stage:
+    """METIS of the ingested graph into <workdir>/partition: a stage of this suite, not of the pipeline."""
+    return Stage(name="partition", dir="partition", sections=("ingest.partition.seed",), inputs=("ingest",),
+                 extra={"num_parts": num_parts},
+                 run=lambda cfg: _partition(cfg, num_parts, memory_limit_gib, timeout_s))
+
+
 def partition_stage(cfg: ExperimentConfig, num_parts: int, memory_limit_gib: float | None, timeout_s: float) -> dict:
     """METIS (pymetis via gkd.data.ingest.partition_graph) on csr.npz in a child process, which is killed past
     the memory limit (default 90% of the memory available at the start) or the timeout."""
+    rec = partition_record(num_parts, memory_limit_gib, timeout_s)
+    key = content_hash(cfg, rec)
+    try:
+        res = run_stage(cfg, rec, track=False, resume=False)
+    except StageFailed as err:
+        return {"reused": False, "key": key, **err.info}
+    return _measured(cfg, rec, key, res)
+
+
+def _measured(cfg: ExperimentConfig, rec: Stage, key: str, res: dict) -> dict:
+    """A run_stage result as a suite entry: reused (with the earlier measurement) or the fresh summary."""
+    if res["skipped"]:
+        return {"reused": True, "key": key, "measured": read_record(cfg.workdir, rec.name, key) or res["summary"]}
+    return {"reused": False, "key": key, **res["summary"]}
+
+
+def _partition(cfg: ExperimentConfig, num_parts: int, memory_limit_gib: float | None, timeout_s: float) -> dict:
     meta = json.loads((cfg.graph_dir / "meta.json").read_text())
     pcfg = PartitionConfig(enabled=True, num_parts=num_parts, seed=cfg.ingest.partition.seed)
-    key = _key({"graph": meta["config_hash"], "partition": pcfg.model_dump()})
-    out = cfg.workdir / "partition"
-    rec = read_record(cfg.workdir, "partition", key)
-    if rec is not None and rec["status"] == "done" and (out / "partition.npy").is_file():
-        return {"reused": True, "key": key, "measured": rec}
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+    out = cfg.stage_dir(partition_record(num_parts, memory_limit_gib, timeout_s))
+    out.mkdir(parents=True, exist_ok=True)
     available = psutil.virtual_memory().available / GIB
     limit = memory_limit_gib or 0.9 * available
     # a child process: METIS's C code can be neither interrupted nor capped in memory from inside this one
@@ -178,14 +205,14 @@ def partition_stage(cfg: ExperimentConfig, num_parts: int, memory_limit_gib: flo
         proc.join(0.5)
     proc.join()
     wall = time.time() - t0
-    info = {"reused": False, "key": key, "num_parts": num_parts, "method": "metis (pymetis.part_graph, "
+    info = {"num_parts": num_parts, "method": "metis (pymetis.part_graph, "
             f"{'recursive bisection' if num_parts <= 8 else 'k-way'})", "child_wall_s": round(wall, 2),
             "metis_peak_rss_gib": round(peak / GIB, 2), "memory_limit_gib": round(limit, 2),
             "available_gib_at_start": round(available, 2), "timeout_s": timeout_s}
     if status is None and proc.exitcode != 0:
         status = f"failed: the METIS child exited with code {proc.exitcode}"
     if status is not None:
-        return {**info, "status": status}
+        raise StageFailed({**info, "status": status})
     part = np.load(out / "partition.npy")
     sizes = np.bincount(part, minlength=num_parts)
     edges = meta["stats"]["num_csr_entries"] // 2
@@ -211,30 +238,44 @@ def teacher_model(cfg: ExperimentConfig, teacher: str) -> str:
     return str(path.resolve())
 
 
+def teacher_config(cfg: ExperimentConfig, teacher: str, budget: int) -> ExperimentConfig:
+    """The suite's teacher (llm.model) and node budget (rationale.unlabeled_budget) in the config, so that the
+    content hashes of the teacher outputs and of the distillation that reads them follow both."""
+    model = teacher_model(cfg, TINY) if teacher == TINY else teacher  # the embedded alias, not its cache path
+    return cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"model": model}),
+                                  "rationale": cfg.rationale.model_copy(update={"unlabeled_budget": budget})})
+
+
+# The untuned teacher's outputs for the suite's budget, into the pipeline teacher stage's folder (where distill
+# reads them): a stage of this suite whose content is the teacher-side config the pipeline's teacher reads.
+TEACHER_OUTPUTS = Stage(name="teacher_outputs", dir=stage_record("teacher").dir,
+                        sections=("llm", "prompt", "rationale.unlabeled_budget", "rationale.seed", "teacher.feature_dim"),
+                        inputs=("ingest",), run=lambda cfg: _teacher_outputs(cfg))
+
+
 def teacher_stage(cfg: ExperimentConfig, teacher: str, budget: int) -> dict:
-    """The base teacher's soft labels + per-hop features for `budget` nodes -> <workdir>/teacher (gkd.llm.teacher)."""
+    """The base teacher's soft labels + per-hop features for `budget` nodes -> the teacher folder (gkd.llm.teacher)."""
+    res = run_stage(cfg, TEACHER_OUTPUTS, track=False, resume=False)
+    return _measured(cfg, TEACHER_OUTPUTS, content_hash(cfg, TEACHER_OUTPUTS), res) | (
+        {} if res["skipped"] else {"model": teacher})
+
+
+def _teacher_outputs(cfg: ExperimentConfig) -> dict:
     from gkd.data.store import node_arrays
+    from gkd.llm.models import resolve_model
     from gkd.llm.teacher import write_outputs
 
     meta = json.loads((cfg.graph_dir / "meta.json").read_text())
     _, split = node_arrays(cfg.graph_dir)
-    nodes = budget_nodes(split, budget, cfg.rationale.seed)
-    model = teacher_model(cfg, teacher)
-    key = _key({"graph": meta["config_hash"], "model": teacher, "dtype": cfg.llm.dtype,
-                "prompt": cfg.prompt.model_dump(mode="json"),
-                "feature_dim": cfg.teacher.feature_dim, "nodes": nodes.tolist()})
-    tdir = cfg.workdir / "teacher"
-    rec = read_record(cfg.workdir, "teacher_outputs", key)
-    if rec is not None and (tdir / "covered.npy").is_file() and np.load(tdir / "covered.npy")[nodes].all():
-        return {"reused": True, "key": key, "measured": rec}
-    shutil.rmtree(tdir, ignore_errors=True)
+    nodes = budget_nodes(split, cfg.rationale.unlabeled_budget, cfg.rationale.seed)
+    model = str(resolve_model(cfg.llm.model, cfg.llm.cache_dir))
     init_ray(cfg.ray)
     out = write_outputs(cfg, model, nodes, meta["num_nodes"], meta["num_classes"])
     r = cfg.rationale
     after = out["written"] - r.batch_size  # nodes that arrived after the first batch
     if after > 0 and out["wall_s"] > out["first_batch_s"]:
         out["nodes_per_s_after_first_batch"] = round(after / (out["wall_s"] - out["first_batch_s"]), 3)
-    return {"reused": False, "key": key, "model": teacher, "tuned": False, **out,
+    return {"tuned": False, **out,
             "train_nodes": int((split[nodes] == "train").sum()), "actors": r.num_actors,
             "torch_threads_per_actor": cfg.llm.torch_threads, "batch_size": r.batch_size, "hops": cfg.prompt.hops,
             "max_prompt_tokens": cfg.prompt.max_tokens, "tokens": None,
@@ -246,24 +287,21 @@ def teacher_stage(cfg: ExperimentConfig, teacher: str, budget: int) -> dict:
 def distill_stage(cfg: ExperimentConfig) -> dict:
     """gkd.gnn.distill.run: one epoch on 2 Ray Train workers, then driver-side layer-wise inference on every node."""
     from gkd.data.store import node_arrays
-    from gkd.gnn import distill
     from gkd.gnn.inputs import split_codes
     from gkd.gnn.train import METHOD_LOSSES, seed_nodes
 
     d = cfg.distill
-    key = distill.input_key(cfg, d.method)
-    out = cfg.workdir / "student"
-    rec = read_record(cfg.workdir, "distill_epoch", key)
-    done = out / "metrics.json"
-    if rec is not None and done.is_file() and json.loads(done.read_text()).get("key") == key:
-        return {"reused": True, "key": key, "measured": rec}
-    shutil.rmtree(out, ignore_errors=True)  # no half-finished Ray Train run to "resume" into a fake measurement
-    m = distill.run(cfg)
+    key = content_hash(cfg, "distill")
+    # resume=False: no half-finished Ray Train run to "resume" into a fake measurement
+    res = run_stage(cfg, "distill", track=False, resume=False)
+    if res["skipped"]:
+        return {"reused": True, "key": key, "measured": read_record(cfg.workdir, "distill_epoch", key) or res["summary"]}
+    m = res["summary"]
     labels, split = node_arrays(cfg.graph_dir)
-    covered = np.load(cfg.workdir / "teacher" / "covered.npy")
+    covered = np.load(cfg.stage_dir("teacher") / "covered.npy")
     t_pos = np.where(covered, np.cumsum(covered) - 1, -1)
-    seeds = len(seed_nodes({"y": labels.astype(np.int64), "split": split_codes(split), "t_pos": t_pos},
-                           METHOD_LOSSES[d.method], d.unlabeled_seeds, d.seed))
+    seeds = len(seed_nodes(labels.astype(np.int64), split_codes(split), METHOD_LOSSES[d.method], d.unlabeled_seeds,
+                           d.seed, teacher_pos=t_pos))
     trained = math.ceil(seeds / d.num_workers) * d.num_workers  # epoch_shard wraps so every rank runs as many
     epoch_s = m["history"][-1]["train_s"]
     return {"reused": False, "key": key, "method": d.method, "gnn": d.gnn, "epochs": m["epochs_run"],
@@ -379,13 +417,22 @@ def run(profile: str, out: Path, workdir: Path, *, fresh: bool = False, budget: 
     prof = PROFILES[profile]
     budget = budget or prof["budget"]
     workdir = Path(workdir)
-    if fresh:
-        shutil.rmtree(workdir / "stages", ignore_errors=True)
     cfg = build_config(profile, workdir, prof["teacher"], fresh, config, overrides)
+    if fresh:  # forget every finished stage (markers and measurements); ingest.overwrite replaces the store
+        shutil.rmtree(workdir / "stages", ignore_errors=True)
+        for rec in (stage_record("ingest"), stage_record("distill"), TEACHER_OUTPUTS,
+                    partition_record(num_parts, partition_memory_gib, partition_timeout_s)):
+            (cfg.stage_dir(rec) / MARKER).unlink(missing_ok=True)
+    state = {"cfg": cfg}
+
+    def teacher_outputs() -> dict:
+        state["cfg"] = teacher_config(cfg, prof["teacher"], budget)  # the distillation reads what it wrote
+        return teacher_stage(state["cfg"], prof["teacher"], budget)
+
     bodies = {"ingest": lambda: ingest_stage(cfg),
               "partition": lambda: partition_stage(cfg, num_parts, partition_memory_gib, partition_timeout_s),
-              "teacher_outputs": lambda: teacher_stage(cfg, prof["teacher"], budget),
-              "distill_epoch": lambda: distill_stage(cfg)}
+              "teacher_outputs": teacher_outputs,
+              "distill_epoch": lambda: distill_stage(state["cfg"])}
     started_ray = not ray.is_initialized()
     t0 = time.time()
     stages = {}
@@ -450,6 +497,109 @@ def main(argv: list[str] | None = None) -> int:
         overrides=parse_overrides(args.set), num_parts=args.num_parts, partition_memory_gib=args.partition_memory_gib,
         partition_timeout_s=args.partition_timeout_s, argv=argv if argv is not None else sys.argv[1:], **assumptions)
     return 0
+
+
+# ---------------------------------------------------------------- BENCHMARKS.md section (gkd.bench.markdown)
+
+
+MARKDOWN_TITLE = "Scale: the pipeline on a large graph"
+
+SCALE_KNOWN = {"wall_s", "peak_rss_gib", "peak_system_used_gib", "reused"}
+
+
+def _stage_record(st: dict) -> dict:
+    """What a stage measured: its earlier measurement when this run reused it, else the stage entry itself."""
+    return st["measured"] if st.get("reused") and isinstance(st.get("measured"), dict) else st
+
+
+def _stages_wall(r: dict) -> float:
+    """The stages' measured walls added up (a reused stage counts its earlier measurement)."""
+    return r.get("stages_wall_s") or sum(_stage_record(st)["wall_s"] for st in r["stages"].values())
+
+
+def markdown_headline(r: dict) -> tuple[str, str]:
+    from gkd.bench.markdown import num, ratio, seconds
+
+    g = r["graph"]
+    peak = f"peak memory ({num(r['peak_rss_gib'])} GiB" + (f", {r['peak_stage']}" if r.get("peak_stage") else "")
+    return (ratio(r["peak_rss_gib"] / r["memory_limit_gib"]),
+            f"{peak}) vs the {num(r['memory_limit_gib'])} GiB limit, ingest to "
+            f"one distillation epoch on {num(g['num_nodes'])} nodes / {num(g['num_edges'])} edges in "
+            f"{seconds(_stages_wall(r))}")
+
+
+def markdown_section(r: dict, plot) -> list[str]:
+    from gkd.bench.markdown import bold, num, seconds, table
+    from gkd.plots import pyplot
+
+    g, stages, limit = r["graph"], r["stages"], r["memory_limit_gib"]
+    out = [f"Graph: {num(g['num_nodes'])} nodes, {num(g['num_edges'])} edges, {g['num_classes']} classes, "
+           f"{g['encoder']} features ({g['feature_dim']} dims). The stages' measured walls add up to "
+           f"{seconds(_stages_wall(r))} (this invocation: {seconds(r['total_wall_s'])}); "
+           f"peak memory {num(r['peak_rss_gib'])} GiB of a {num(limit)} GiB limit "
+           f"({r['peak_rss_gib'] / limit:.0%}). A reused stage shows its earlier measurement.", ""]
+    rows = []
+    for name, st in stages.items():
+        rec = _stage_record(st)
+        extra = [f"{k} {num(v)}" for k, v in rec.items()
+                 if k not in SCALE_KNOWN and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if rec is not st:
+            extra.insert(0, f"this run {seconds(st['wall_s'])}")
+        rss = rec.get("peak_rss_gib")
+        rows.append([name + (" (reused: measured in an earlier run)" if st.get("reused") else ""),
+                     seconds(rec["wall_s"]), f"{num(rss)} ({rss / limit:.0%})" if rss is not None else "–",
+                     num(rec.get("peak_system_used_gib")), ", ".join(extra) or "–"])
+    out += table(["stage", "wall", "peak RSS GiB (of limit)", "peak system used GiB", "details"], rows)
+    plt = pyplot()
+    names = list(stages)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 0.5 * len(names) + 1.8), sharey=True)
+    a1.barh(names, [_stage_record(stages[n])["wall_s"] for n in names], color="tab:blue")
+    a1.invert_yaxis()
+    a1.set_xlabel("wall, s")
+    a1.set_title("wall per stage")
+    a2.barh(names, [_stage_record(stages[n]).get("peak_rss_gib", np.nan) for n in names], color="tab:orange")
+    a2.axvline(limit, color="red", ls="--", lw=1, label=f"limit {num(limit)} GiB")
+    a2.set_xlabel("peak RSS, GiB")
+    a2.set_title("peak memory per stage")
+    a2.legend(fontsize=7)
+    for ax in (a1, a2):
+        ax.grid(axis="x", alpha=0.3)
+    out.append(plot(fig, "scale_stages.png", "wall and peak memory per stage"))
+
+    proj = r.get("projection")
+    if proj:
+        notes = proj.get("assumption_notes") or {}
+        out += ["", "### Projection from stated assumptions (not a measurement)", "", "Assumptions:", ""]
+        out += table(["assumption", "value", "what it is"],
+                     [[k, num(v), notes.get(k, "")] for k, v in proj["assumptions"].items()])
+        if proj.get("measured_rates"):
+            sources = proj.get("measured_rate_sources") or {}
+            out += ["Rates measured above:", ""]
+            out += table(["rate", "value", "from"],
+                         [[k, num(float(v)), sources.get(k, "")] for k, v in proj["measured_rates"].items()])
+        out += table(["stage", "hours", "formula"],
+                     [[k, num(float(v["hours"])), f"`{v['formula']}`"] for k, v in proj["stages"].items()]
+                     + [[bold("total"), bold(num(float(proj["total_hours"]))), f"`{proj.get('total_formula', '')}`"
+                         if proj.get("total_formula") else ""]])
+        if proj.get("note"):
+            out += [proj["note"], ""]
+    return out
+
+
+def markdown_losses(r: dict) -> list[str]:
+    from gkd.bench.markdown import num, seconds
+
+    out = []
+    share = r["peak_rss_gib"] / r["memory_limit_gib"]
+    if share >= 0.8:
+        out.append(f"Memory headroom is thin at scale: peak {num(r['peak_rss_gib'])} GiB is {share:.0%} of the "
+                   f"{num(r['memory_limit_gib'])} GiB limit.")
+    walls = {k: _stage_record(st)["wall_s"] for k, st in r["stages"].items()}
+    slowest, total = max(walls, key=walls.get), sum(walls.values())
+    if total and walls[slowest] / total >= 0.5:
+        out.append(f"At scale one stage dominates: {slowest} takes {seconds(walls[slowest])} of the stages' "
+                   f"{seconds(total)} ({walls[slowest] / total:.0%}).")
+    return out
 
 
 if __name__ == "__main__":

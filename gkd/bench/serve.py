@@ -61,17 +61,21 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 def find_inputs(args) -> tuple[Path, Path, str | None]:
     """(workdir with graph/, student checkpoint, teacher model or None). Without --checkpoint: the quality
     suite's world of --profile and its student (built first when missing, reused otherwise)."""
+    from gkd.config import build_config
+    from gkd.llm.stage import tuned_teacher
+
     work = Path(args.workdir)
+    cfg = build_config({"workdir": str(work)})
     if args.checkpoint:
         ckpt = Path(args.checkpoint)
-        if not (work / "graph" / "meta.json").is_file() or not (ckpt / "student.json").is_file():
+        if not (cfg.graph_dir / "meta.json").is_file() or not (ckpt / "student.json").is_file():
             sys.exit(f"--checkpoint {ckpt} needs its student.json and --workdir {work} its graph/meta.json")
     else:
         from gkd.bench.quality import world_student
 
         _, ckpt = world_student(args.profile, work)
-    teacher = work / "teacher" / "checkpoint"
-    return work, ckpt, str(teacher.resolve()) if (teacher / "config.json").is_file() else None
+    teacher = tuned_teacher(cfg)
+    return work, ckpt, str(teacher) if teacher is not None else None
 
 
 def payloads(graph_dir: Path, seed: int = 0, count: int = 256) -> dict[str, list[str]]:
@@ -362,6 +366,193 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_result(args.out, result, "gkd.bench.serve", argv)
     return 0
+
+
+# ---------------------------------------------------------------- BENCHMARKS.md section (gkd.bench.markdown)
+
+
+MARKDOWN_TITLE = "Serve: Ray Serve vs a bare uvicorn app"
+# what each payload of payloads() is
+PAYLOADS = {"ids1": "one random node id per request", "ids64": "64 random node ids per request",
+            "new1": "one new node (its text and up to 32 neighbours) per request: the inductive path, encoder included"}
+
+
+def _serve_runs(r: dict) -> dict[tuple[str, str, int], dict]:
+    return {(x["config"], x["payload"], int(x["connections"])): x for x in r.get("runs", [])}
+
+
+def _serve_settings(r: dict) -> dict[str, str]:
+    """Config name -> what it is, from the overrides stored in the result over ServeConfig's defaults."""
+    from gkd.bench.markdown import num
+
+    from gkd.config import ServeConfig
+
+    out = {}
+    for name, c in r.get("configs", {}).items():
+        if "serve" not in c:
+            out[name] = "the same FastAPI routes and student in one uvicorn process, no Ray Serve"
+            continue
+        overrides = c["serve"]
+        keys = ["ingress", "access_log", "max_ongoing_requests", "batching"]
+        settings = {k: overrides.get(k, ServeConfig.model_fields[k].default) for k in keys}
+        text = ", ".join(f"{k} {num(v)}" for k, v in settings.items())
+        if not overrides:
+            text = "ServeConfig's defaults: " + text
+        if "cascade" in overrides:
+            text += ", cascade " + ", ".join(f"{k} {num(v)}" for k, v in overrides["cascade"].items())
+        if (c.get("sample_answer") or {}).get("answered_by") == "teacher":
+            text += " (every answer comes from the teacher LLM)"
+        out[name] = text
+    return out
+
+
+def _serve_point(r: dict) -> tuple[str, str] | None:
+    """The (payload, connections) at which serve_vs_bare_rps_ratio was taken."""
+    for payload, by_conn in r.get("serve_vs_bare_rps_ratio_by_point", {}).items():
+        for conn, v in by_conn.items():
+            if v == r["serve_vs_bare_rps_ratio"]:
+                return payload, conn
+    return None
+
+
+def markdown_headline(r: dict) -> tuple[str, str]:
+    from gkd.bench.markdown import ratio
+
+    point = _serve_point(r)
+    where = f", {point[0]} payload ({PAYLOADS.get(point[0], point[0])}), {point[1]} connections" if point else ""
+    return (ratio(r["serve_vs_bare_rps_ratio"]),
+            f"req/s of the best Ray Serve config ({r['best_serve_config']}) vs a bare uvicorn app serving the same "
+            f"student{where}")
+
+
+def markdown_section(r: dict, plot) -> list[str]:
+    from gkd.bench.markdown import num, ratio, seconds, table
+    from gkd.plots import pyplot
+
+    rps, runs, settings = r["rps_table"], _serve_runs(r), _serve_settings(r)
+    conns = sorted({int(c) for by_payload in rps.values() for by_conn in by_payload.values() for c in by_conn})
+    student = r.get("student", {})
+    out = [f"Student {student.get('gnn', '?')}/{student.get('method', '?')} on {student.get('graph', '?')} "
+           f"behind `POST /v1/predict`; load from `{r.get('wrk', 'wrk')}`, {num(r.get('duration_s'))} s per point. "
+           f"Best Serve config **{r['best_serve_config']}**: **{ratio(r['serve_vs_bare_rps_ratio'])}** the bare app's "
+           "req/s" + (" ({}, {} connections).".format(*_serve_point(r)) if _serve_point(r) else "."), ""]
+    out += table(["config", "what it is", "start-up"],
+                 [[name, text, seconds(r["configs"][name]["startup_s"]) if "startup_s" in r["configs"][name] else "–"]
+                  for name, text in settings.items()])
+    out += table(["payload", "what it is"], [[k, PAYLOADS.get(k, "")] for k in
+                                            dict.fromkeys(p for by_payload in rps.values() for p in by_payload)])
+    out += ["Requests per second (in brackets: vs the bare app's same point, measured seconds apart):", ""]
+    rows = []
+    for cfg, by_payload in rps.items():
+        for payload, by_conn in by_payload.items():
+            line = [cfg, payload]
+            for c in conns:
+                v = by_conn.get(str(c))
+                run = runs.get((cfg, payload, c), {})
+                paired = f" ({ratio(run['vs_bare'])})" if "vs_bare" in run else ""
+                line.append("–" if v is None else num(v) + paired)
+            rows.append(line)
+    out += table(["config", "payload"] + [f"{c} conn." for c in conns], rows)
+    if any("p99_ms" in x for x in runs.values()):
+        out += ["Latency, p50 / p99 in ms:", ""]
+        rows = [[cfg, payload] + [f"{num(runs[cfg, payload, c]['p50_ms'])} / {num(runs[cfg, payload, c]['p99_ms'])}"
+                                  if (cfg, payload, c) in runs else "–" for c in conns]
+                for cfg, by_payload in rps.items() for payload in by_payload]
+        out += table(["config", "payload"] + [f"{c} conn." for c in conns], rows)
+
+    batching = _serve_batching(r)
+    if batching:
+        out += ["Batching (`@serve.batch`): req/s of each config vs the unbatched one on the same payload "
+                "(haproxy_batch_off where measured; gkd_defaults batches only requests with new nodes, so it is "
+                "unbatched for node-id payloads):", ""]
+        rows = [[payload, cfg, base] + [("–" if v is None else f"{num(v)} ({ratio(q)})") for v, q in points]
+                for payload, cfg, base, points in batching]
+        out += table(["payload", "config", "vs"] + [f"{c} conn." for c in conns], rows)
+    tvs = r.get("teacher_vs_student_rps")
+    if tvs:
+        out += ["Teacher-only cascade vs the student, req/s: " + "; ".join(
+            f"{c} conn.: teacher {num(v['teacher'])}, student {num(v['student'])} "
+            f"({ratio(v['student'] / v['teacher'])})" for c, v in tvs.items() if v.get("teacher")) + ".", ""]
+    if r.get("best_nodes_per_s_ids64"):
+        out += ["Best nodes/s with 64 node ids per request: " + ", ".join(
+            f"{num(v)} at {c} connections" for c, v in r["best_nodes_per_s_ids64"].items()) + ".", ""]
+
+    plt = pyplot()
+    for key, what, unit, name in (("rps", "req/s", "req/s", "serve_rps.png"),
+                                  ("p99_ms", "p99 latency", "ms", "serve_p99.png")):
+        lines = {}
+        for cfg in rps:
+            pts = [(c, runs[cfg, "ids1", c][key]) for c in conns if key in runs.get((cfg, "ids1", c), {})]
+            if key == "rps" and not pts:  # a file without runs: the rps table alone
+                pts = [(int(c), v) for c, v in rps[cfg].get("ids1", {}).items()]
+            if pts:
+                lines[cfg] = pts
+        if not lines:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for cfg, pts in lines.items():
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=cfg)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(conns, [str(c) for c in conns])
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent connections")
+        ax.set_ylabel(f"{unit} (log scale)")
+        ax.set_title(f"{what} vs concurrency, ids1 payload")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+        out.append(plot(fig, name, f"{what} vs concurrency"))
+    return out
+
+
+def _serve_batching(r: dict) -> list[tuple[str, str, str, list]]:
+    """(payload, batched config, unbatched config, [(req/s, ratio) or (None, None) per connection count])."""
+    rps = r["rps_table"]
+    conns = sorted({int(c) for by_payload in rps.values() for by_conn in by_payload.values() for c in by_conn})
+    out = []
+    for payload in dict.fromkeys(p for by_payload in rps.values() for p in by_payload):
+        base = next((c for c in ("haproxy_batch_off", "gkd_defaults") if payload in rps.get(c, {})), None)
+        for cfg in ("gkd_defaults", "haproxy_batch_all"):
+            if base is None or cfg == base or payload not in rps.get(cfg, {}):
+                continue
+            points = []
+            for c in conns:
+                v, b = rps[cfg][payload].get(str(c)), rps[base][payload].get(str(c))
+                points.append((v, v / b) if v is not None and b else (None, None))
+            out.append((payload, cfg, base, points))
+    return out
+
+
+def markdown_losses(r: dict) -> list[str]:
+    from gkd.bench.markdown import num, ratio
+
+    out, runs = [], _serve_runs(r)
+    point = _serve_point(r)
+    if r["serve_vs_bare_rps_ratio"] < 1:
+        bare = ""
+        if point and (r["best_serve_config"], point[0], int(point[1])) in runs:
+            run = runs[r["best_serve_config"], point[0], int(point[1])]
+            if "bare_rps" in run:
+                bare = f": {num(run['rps'])} vs {num(run['bare_rps'])} req/s"
+        out.append(f"Ray Serve overhead: the best Serve config ({r['best_serve_config']}) reaches "
+                   f"{ratio(r['serve_vs_bare_rps_ratio'])} the req/s of a bare uvicorn app serving the same student"
+                   + (f" ({point[0]}, {point[1]} connections)" if point else "") + bare + ".")
+    for cfg, by_payload in r["rps_table"].items():
+        for payload, by_conn in by_payload.items():
+            conns = sorted(by_conn, key=int)
+            peak = max(conns, key=lambda c: by_conn[c])
+            last = conns[-1]
+            if by_conn[last] < 0.5 * by_conn[peak]:
+                p99 = runs.get((cfg, payload, int(last)), {}).get("p99_ms")
+                out.append(f"{cfg} collapses under load on {payload}: {num(by_conn[last])} req/s at {last} "
+                           f"connections vs {num(by_conn[peak])} at {peak}"
+                           + (f" (p99 {num(p99)} ms)" if p99 is not None else "") + ".")
+    for payload, cfg, base, points in _serve_batching(r):
+        conns = sorted({int(c) for bp in r["rps_table"].values() for bc in bp.values() for c in bc})
+        lost = [(c, q) for c, (_, q) in zip(conns, points) if q is not None and q < 1]
+        if lost:
+            out.append(f"Batching costs throughput: {cfg} on {payload} is below {base} at "
+                       + ", ".join(f"{c} conn. ({ratio(q)})" for c, q in lost) + ".")
+    return out
 
 
 if __name__ == "__main__":

@@ -92,5 +92,66 @@ def main(argv: list[str] | None = None) -> int:
     return suite_main(__doc__, "stream", PROFILES, run, argv)
 
 
+# ---------------------------------------------------------------- BENCHMARKS.md section (gkd.bench.markdown)
+
+
+MARKDOWN_TITLE = "Stream: teacher generation, plain loop vs Ray actors"
+
+
+def _stream_rows(r: dict) -> list[tuple[str, dict]]:
+    rows = [("plain loop", r["loop"])]
+    for k in sorted(r["ray"], key=int):
+        rows.append((f"Ray, {k} actor" + ("s" if int(k) > 1 else ""), r["ray"][k]))
+    return rows
+
+
+def markdown_headline(r: dict) -> tuple[str, str]:
+    from gkd.bench.markdown import num, ratio
+
+    most = max(r["ray"], key=int)
+    return (ratio(r["ray_vs_loop_tokens_per_s_ratio"]),
+            f"teacher generation tokens/s, Ray ({most} actors) vs one plain loop, {num(r['nodes'])} nodes of "
+            f"{r['model']}; 2 vs 1 actor: {ratio(r['two_vs_one_actor_ratio'])}")
+
+
+def markdown_section(r: dict, plot) -> list[str]:
+    from gkd.bench.markdown import num, ratio, seconds, table, value_bars
+
+    out = [f"The teacher ({r['model']}) generates for {num(r['nodes'])} nodes in batches of {r['batch_size']}, "
+           f"once in a plain loop and once sharded over Ray actors. Ray vs loop: "
+           f"**{ratio(r['ray_vs_loop_tokens_per_s_ratio'])}** tokens/s; 2 actors vs 1: "
+           f"**{ratio(r['two_vs_one_actor_ratio'])}**.", ""]
+    if r.get("note"):
+        out += [f"Note: {r['note'].rstrip('.')}.", ""]
+    rows = []
+    for name, m in _stream_rows(r):
+        threads = m.get("torch_threads", m.get("torch_threads_per_actor"))
+        rows.append([name, num(threads), num(m["tokens_per_s"]), num(m["nodes_per_s"]), seconds(m["wall_s"])])
+    out += table(["runner", "torch threads (per actor)", "tokens/s", "nodes/s", "wall"], rows)
+    names = [n for n, _ in _stream_rows(r)]
+    values = [m["tokens_per_s"] for _, m in _stream_rows(r)]
+    fig = value_bars(names, values, ["tab:gray"] + ["tab:blue"] * (len(values) - 1), "tokens/s",
+                     f"teacher generation, {num(r['nodes'])} nodes")
+    out.append(plot(fig, "stream_tokens_per_s.png", "teacher tokens/s, loop vs Ray"))
+    return out
+
+
+def markdown_losses(r: dict) -> list[str]:
+    from gkd.bench.markdown import num, ratio
+
+    cpus = (r.get("machine") or {}).get("cpus", "?")
+    out = []
+    if r["ray_vs_loop_tokens_per_s_ratio"] < 1.1:
+        verdict = "barely helps" if r["ray_vs_loop_tokens_per_s_ratio"] >= 1 else "slows down"
+        out.append(f"Ray {verdict} teacher generation on this {cpus}-CPU machine: "
+                   f"{ratio(r['ray_vs_loop_tokens_per_s_ratio'])} the plain loop's tokens/s "
+                   f"({num(r['ray'][max(r['ray'], key=int)]['tokens_per_s'])} vs {num(r['loop']['tokens_per_s'])}).")
+    if r["two_vs_one_actor_ratio"] < 1.5 and "1" in r["ray"] and "2" in r["ray"]:
+        out.append(f"A second teacher actor adds little on this {cpus}-CPU machine: 2 actors give "
+                   f"{ratio(r['two_vs_one_actor_ratio'])} the tokens/s of one "
+                   f"({num(r['ray']['2']['tokens_per_s'])} vs {num(r['ray']['1']['tokens_per_s'])}).")
+    return out
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

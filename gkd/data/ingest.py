@@ -4,7 +4,7 @@
   -> edges/*.parquet -> csr.npz -> [METIS partition.npy]
   -> nodes/*.parquet (shards follow partition order when enabled)
   -> x.npy via map_batches over an ActorPoolStrategy of encoder actors (cached by content hash)
-  -> meta.json (written last; its config_hash lets a rerun skip a finished ingest)
+  -> meta.json (written last; its config_hash (gkd.config.content_hash) lets a rerun skip a finished ingest)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ray.data import SaveMode
 from ray.data.datasource import FilenameProvider
 
 import gkd
-from gkd.config import EncoderConfig, ExperimentConfig, IngestConfig, PartitionConfig
+from gkd.config import EncoderConfig, ExperimentConfig, IngestConfig, PartitionConfig, content_hash
 from gkd.data import store
 from gkd.data.encode import FeatureCache, default_cache_dir, encoder_id, text_hashes
 from gkd.data.raw import draw_split
@@ -34,23 +34,6 @@ from gkd.errors import DataError, GkdError
 from gkd.runtime import init_ray
 
 log = logging.getLogger(__name__)
-
-# Knobs that change how fast ingest runs, not what it writes: left out of the config hash.
-_RUNTIME_ENCODER_KEYS = ("num_actors", "batch_size", "num_cpus_per_actor", "num_gpus_per_actor", "device",
-                         "torch_threads", "cache", "cache_dir")
-
-
-def config_hash(icfg: IngestConfig) -> str:
-    d = icfg.model_dump(mode="json")
-    d.pop("overwrite")
-    if d["source"].get("sample") == "name" and d["source"].get("sample_seed") == 0:
-        # the defaults of fields added after stores were written: keep those stores' hashes valid
-        d["source"].pop("sample")
-        d["source"].pop("sample_seed")
-    for k in _RUNTIME_ENCODER_KEYS:
-        d["encoder"].pop(k)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
 
 def truncate_text(table: pa.Table, max_chars: int) -> pa.Table:
     i = table.schema.get_field_index("text")
@@ -238,7 +221,7 @@ def run(cfg: ExperimentConfig) -> dict:
     """Ingest cfg.ingest.source into cfg.workdir/graph; returns meta.json's content."""
     icfg = cfg.ingest
     graph_dir = cfg.graph_dir
-    fingerprint = config_hash(icfg)
+    fingerprint = content_hash(cfg, "ingest")
     if (graph_dir / "meta.json").is_file():
         meta = store.read_meta(graph_dir)
         if meta.get("config_hash") == fingerprint and not icfg.overwrite:

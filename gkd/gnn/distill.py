@@ -21,11 +21,12 @@ import torch
 from gkd.config import DistillConfig, ExperimentConfig
 from gkd.errors import DataError
 from gkd.gnn import losses as L
-from gkd.gnn.inputs import (TEST, VAL, graph_arrays, label_rate_split, rationale_arrays, read_teacher_accuracy,
-                            teacher_arrays)
+from gkd.gnn.inputs import (TEST, VAL, GraphArrays, InterpreterTargets, RationaleTargets, SoftLabels, StudentInputs,
+                            graph_arrays, label_rate_split, rationale_arrays, read_teacher_accuracy, teacher_arrays)
 from gkd.gnn.models import GNN, build_gnn
-from gkd.gnn.train import METHOD_LOSSES, keyword_inputs, repeat_key_edges, tensors, train_distributed
-from gkd.tracking.live import live_target
+from gkd.gnn.train import (METHOD_LOSSES, EpochHook, LoopConfig, keyword_inputs, repeat_key_edges, tensors,
+                           train_distributed)
+from gkd.live import live_target
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,12 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, nodes: np.ndarray, c
     return out
 
 
-def pan_weights(arrays: dict, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def pan_weights(r: RationaleTargets, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(N,) float32 weights of the semantic and structural alignment sets (1 on the chosen nodes)."""
     out = []
-    for key in ("sem_score", "struct_score"):
-        score = torch.from_numpy(np.nan_to_num(arrays[key], nan=-np.inf))
-        valid = torch.from_numpy(~np.isnan(arrays[key]))
+    for raw in (r.sem_score, r.struct_score):
+        score = torch.from_numpy(np.nan_to_num(raw, nan=-np.inf))
+        valid = torch.from_numpy(~np.isnan(raw))
         out.append(L.top_fraction_mask(score, valid, fraction).numpy().astype(np.float32))
     return out[0], out[1]
 
@@ -104,76 +105,81 @@ def load_student(checkpoint_dir: str | Path) -> tuple[GNN, dict]:
     return gnn.eval(), info
 
 
-def _train(arrays: dict, cfg: ExperimentConfig, mode: str, spec: dict, out: Path, extra: dict | None = None) -> dict:
+def _train(inputs: StudentInputs, cfg: ExperimentConfig, mode: str, spec: dict, out: Path,
+           epoch_hook: EpochHook | None = None) -> dict:
+    """Ray Train run of `mode` on `inputs` (put once in the object store) -> the final state (+ wall_s).
+    epoch_hook: see LoopConfig (tests only)."""
     import ray
 
     d = cfg.distill
     # rank 0 logs each epoch into the active MLflow run (the pipeline's distill stage), if any
     prefix = "interpreter." if mode == "interpreter" else ""
-    config = {"distill": d.model_dump(mode="json"), "mode": mode, "spec": spec, "mlflow": live_target(prefix),
-              **(extra or {})}
-    if "t_feats" in arrays:
-        config.update(teacher_dim=int(arrays["t_feats"].shape[2]), hops=int(arrays["t_feats"].shape[0] - 1))
+    loop = LoopConfig(distill=d, mode=mode, spec=spec, mlflow=live_target(prefix), epoch_hook=epoch_hook)
     name = f"{cfg.name}-{mode}-{d.gnn}-w{d.num_workers}-{input_key(cfg, mode)}"
     t = time.time()
-    state = train_distributed(ray.put(arrays), config, d, (out / "ray").resolve(), name)
+    state = train_distributed(ray.put(inputs), loop, (out / "ray").resolve(), name)
     state["wall_s"] = round(time.time() - t, 1)
     return state
 
 
-def _llm_soft(arrays: dict) -> dict:
-    """Pseudo/soft-label targets l_pos (N,) -> l_soft (M, C): the tuned teacher's where it ran, else the
+def _llm_soft(inputs: StudentInputs) -> SoftLabels:
+    """Pseudo/soft-label targets pos (N,) -> soft (M, C): the tuned teacher's where it ran, else the
     rationale LLM's."""
-    n = len(arrays["y"])
-    sources = [(arrays[p], arrays[s]) for p, s in (("r_pos", "r_soft"), ("t_pos", "t_soft")) if p in arrays]
+    n = len(inputs.graph.y)
+    sources = [(t.pos, t.soft) for t in (inputs.rationale, inputs.teacher) if t is not None]
     has_any = np.zeros(n, dtype=bool)
     for pos, _ in sources:
         has_any |= pos >= 0
     nodes = np.flatnonzero(has_any)
-    soft = np.zeros((len(nodes), arrays["num_classes"]), dtype=np.float32)
+    soft = np.zeros((len(nodes), inputs.graph.num_classes), dtype=np.float32)
     for pos, rows in sources:  # the teacher comes last, so it wins where both exist
         at = pos[nodes]
         soft[at >= 0] = rows[at[at >= 0]]
     l_pos = np.full(n, -1, dtype=np.int32)
     l_pos[nodes] = np.arange(len(nodes), dtype=np.int32)
-    return {"l_pos": l_pos, "l_soft": soft}
+    return SoftLabels(pos=l_pos, soft=soft)
 
 
-def train_interpreter(arrays: dict, cfg: ExperimentConfig, idir: Path, device: str) -> dict:
-    """Pan's interpreter on rationale-augmented inputs -> i_logits (N, C), i_hidden (N, h), cached in idir."""
+def train_interpreter(inputs: StudentInputs, cfg: ExperimentConfig, idir: Path,
+                      device: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Pan's interpreter on rationale-augmented inputs -> (logits (N, C), hidden (N, h), metrics), cached in idir."""
     d = cfg.distill
     key = input_key(cfg, "interpreter")
     done = idir / "metrics.json"
     if done.is_file() and json.loads(done.read_text()).get("key") == key:
-        return {"i_logits": np.load(idir / "logits.npy"), "i_hidden": np.load(idir / "hidden.npy"),
-                "metrics": json.loads(done.read_text())}
-    spec = {"kind": d.gnn, "in_dim": arrays["x"].shape[1] + arrays["kw_emb"].shape[1], "hidden": d.hidden,
-            "num_classes": arrays["num_classes"], "num_layers": d.num_layers, "dropout": d.dropout, "heads": d.heads}
+        return np.load(idir / "logits.npy"), np.load(idir / "hidden.npy"), json.loads(done.read_text())
+    g = inputs.graph
+    spec = {"kind": d.gnn, "in_dim": g.x.shape[1] + inputs.rationale.kw_emb.shape[1], "hidden": d.hidden,
+            "num_classes": g.num_classes, "num_layers": d.num_layers, "dropout": d.dropout, "heads": d.heads}
     icfg = cfg.model_copy(update={"distill": d.model_copy(update={"epochs": d.pan.interpreter_epochs or d.epochs})})
-    state = _train(arrays, icfg, "interpreter", spec, idir)
+    state = _train(inputs, icfg, "interpreter", spec, idir)
     gnn = build_gnn(spec)
     gnn.load_state_dict(state["best_model"])
-    A = tensors(arrays)
-    logits, hidden = _infer(gnn, A, d, device, "interpreter inference",
-                            features=lambda n_id: keyword_inputs(A, n_id, A["x"][n_id]),
-                            edge_hook=lambda n_id, ei: repeat_key_edges(A, n_id, ei, d.pan.key_edge_repeat))
+    A = tensors(inputs)
+    logits, hidden = _infer(gnn, g, d, device, "interpreter inference",
+                            features=lambda n_id: keyword_inputs(A.rationale, n_id, A.graph.x[n_id]),
+                            edge_hook=lambda n_id, ei: repeat_key_edges(A.rationale, n_id, ei, d.pan.key_edge_repeat))
     metrics = {"key": key, "best_epoch": state["best_epoch"], "best_val_sampled": state["best_val"],
                "wall_s": state["wall_s"],
-               "val": evaluate_logits(logits, arrays["y"], np.flatnonzero(arrays["split"] == VAL)),
-               "test": evaluate_logits(logits, arrays["y"], np.flatnonzero(arrays["split"] == TEST))}
+               "val": evaluate_logits(logits, g.y, np.flatnonzero(g.split == VAL)),
+               "test": evaluate_logits(logits, g.y, np.flatnonzero(g.split == TEST))}
     idir.mkdir(parents=True, exist_ok=True)
     np.save(idir / "logits.npy", logits)
     np.save(idir / "hidden.npy", hidden)
     done.write_text(json.dumps(metrics, indent=2))
     log.info("interpreter: val %s test %s", metrics["val"]["acc"], metrics["test"]["acc"])
-    return {"i_logits": logits, "i_hidden": hidden, "metrics": metrics}
+    return logits, hidden, metrics
 
 
-def _infer(gnn: GNN, A: dict, d: DistillConfig, device: str, what: str, features=None, edge_hook=None):
+def _infer(gnn: GNN, graph: GraphArrays, d: DistillConfig, device: str, what: str, features=None, edge_hook=None):
+    """Full-neighbourhood layer-wise inference over every node -> (logits (N, C), hidden (N, h)); features(n_id)
+    defaults to the graph's x rows."""
     from gkd.gnn.infer import layerwise_inference
 
-    features = features or (lambda n_id: A["x"][n_id])
-    return layerwise_inference(gnn, features, A["indptr"].numpy(), A["indices"].numpy(), d.infer_batch_size,
+    if features is None:
+        x = tensors(graph).x
+        features = lambda n_id: x[n_id]  # noqa: E731
+    return layerwise_inference(gnn, features, graph.indptr, graph.indices, d.infer_batch_size,
                                device, edge_hook=edge_hook, what=what)
 
 
@@ -197,16 +203,17 @@ def run(cfg: ExperimentConfig, out_dir: Path | None = None, interpreter_dir: Pat
             return prior
     device = resolve_device(d.device, "distill.device")
     tag = TAG.load(cfg.graph_dir)
-    arrays = graph_arrays(tag)
+    graph = graph_arrays(tag)
     losses = METHOD_LOSSES[mode]
     counts: dict = {}
     if d.labels_per_class is not None:
-        arrays["split"], counts["label_rate"] = label_rate_split(arrays["split"], arrays["y"], d.labels_per_class,
-                                                                 d.label_pool_per_class, d.seed)
+        graph.split, counts["label_rate"] = label_rate_split(graph.split, graph.y, d.labels_per_class,
+                                                             d.label_pool_per_class, d.seed)
+    inputs = StudentInputs(graph)
     tdir = cfg.workdir / "teacher"
     if mode != "vanilla":
-        arrays.update(teacher_arrays(tdir, tag.num_nodes, tag.num_classes))
-        counts["teacher_covered"] = int((arrays["t_pos"] >= 0).sum())
+        inputs.teacher = teacher_arrays(tdir, tag.num_nodes, tag.num_classes)
+        counts["teacher_covered"] = int((inputs.teacher.pos >= 0).sum())
     init_ray(cfg.ray)  # after the inputs are known to be there, so a missing file fails fast
     interpreter = None
     if "pan" in losses:
@@ -214,41 +221,41 @@ def run(cfg: ExperimentConfig, out_dir: Path | None = None, interpreter_dir: Pat
         if table.num_rows == 0:
             raise DataError(f"{cfg.workdir}/rationale has no rationales: run `gkd rationale` first "
                             f"(distill.method={mode} needs them)")
-        pan, pan_counts = rationale_arrays(table, arrays, cfg.ingest.encoder, d.pan, cache=out / "pan" / "keywords.npz")
-        arrays.update(pan)
+        inputs.rationale, pan_counts = rationale_arrays(table, graph, cfg.ingest.encoder, d.pan,
+                                                        cache=out / "pan" / "keywords.npz")
         counts.update(pan_counts)
-        arrays.update(_llm_soft(arrays))
-        interpreter = train_interpreter(arrays, cfg, Path(interpreter_dir or out / "interpreter"), device)
-        sem_w, struct_w = pan_weights(arrays, d.pan.top_fraction)
-        arrays.update(i_logits=interpreter.pop("i_logits"), i_hidden=interpreter.pop("i_hidden"),
-                      sem_w=sem_w, struct_w=struct_w)
+        inputs.llm_soft = _llm_soft(inputs)
+        i_logits, i_hidden, interpreter = train_interpreter(inputs, cfg, Path(interpreter_dir or out / "interpreter"),
+                                                            device)
+        sem_w, struct_w = pan_weights(inputs.rationale, d.pan.top_fraction)
+        inputs.interpreter = InterpreterTargets(logits=i_logits, hidden=i_hidden, sem_w=sem_w, struct_w=struct_w)
         counts.update(semantic_nodes=int(sem_w.sum()), structural_nodes=int(struct_w.sum()))
-    if "pseudo" in losses and "l_pos" not in arrays:
-        arrays.update(_llm_soft(arrays))
+    if "pseudo" in losses and inputs.llm_soft is None:
+        inputs.llm_soft = _llm_soft(inputs)
 
-    spec = {"kind": d.gnn, "in_dim": arrays["x"].shape[1], "hidden": d.hidden, "num_classes": tag.num_classes,
+    spec = {"kind": d.gnn, "in_dim": graph.x.shape[1], "hidden": d.hidden, "num_classes": tag.num_classes,
             "num_layers": d.num_layers, "dropout": d.dropout, "heads": d.heads}
-    state = _train(arrays, cfg, mode, spec, out)
+    state = _train(inputs, cfg, mode, spec, out)
     gnn = build_gnn(spec)
     gnn.load_state_dict(state["best_model"])
     t = time.time()
-    logits, _ = _infer(gnn, tensors(arrays), d, device, "student inference")
+    logits, _ = _infer(gnn, graph, d, device, "student inference")
     infer_s = round(time.time() - t, 1)
 
-    labels = arrays["y"]
+    labels = graph.y
     teacher_nodes = eval_nodes(tag.labels, tag.split, cfg.teacher.eval_budget, cfg.teacher.seed)
-    teacher_nodes = teacher_nodes[arrays["split"][teacher_nodes] == TEST]  # a label-rate pool may take some
+    teacher_nodes = teacher_nodes[graph.split[teacher_nodes] == TEST]  # a label-rate pool may take some
     teacher = read_teacher_accuracy(tdir)
     metrics = {
         "key": key, "gnn": d.gnn, "method": mode, "seed": d.seed, "num_workers": d.num_workers,
-        "test": evaluate_logits(logits, labels, np.flatnonzero(arrays["split"] == TEST), tag.class_names),
-        "val": evaluate_logits(logits, labels, np.flatnonzero(arrays["split"] == VAL)),
+        "test": evaluate_logits(logits, labels, np.flatnonzero(graph.split == TEST), tag.class_names),
+        "val": evaluate_logits(logits, labels, np.flatnonzero(graph.split == VAL)),
         # the teacher was scored on a sample of test nodes: the student on exactly those, for a fair comparison
         "teacher_nodes": evaluate_logits(logits, labels, teacher_nodes),
         "teacher": teacher.get("tuned"), "teacher_zero_shot": teacher.get("zero_shot"),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "best_val_sampled": state["best_val"],
         "train_wall_s": state["wall_s"], "infer_wall_s": infer_s, "inputs": counts,
-        "interpreter": interpreter["metrics"] if interpreter else None,
+        "interpreter": interpreter,
         "history": state["history"],
     }
     save_student(gnn, out / "checkpoint", {

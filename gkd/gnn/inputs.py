@@ -1,15 +1,17 @@
-"""Everything the distillation workers read, as one dict of numpy arrays (put once in the object store).
+"""Everything the distillation workers read: a `StudentInputs` of numpy arrays (put once in the object store).
 
 The teacher covers a budget of nodes, not the graph, so its outputs are stored compactly:
-`t_pos` (N,) int32 maps a node to its row in `t_soft` (M, C) / `t_feats` (K+1, M, d), -1 when the
-teacher never saw it; losses are masked by `t_pos >= 0`, uncovered rows are never filled with noise.
-Pan's rationale inputs are compact the same way (`kw_pos` -> `kw_emb`).
+`TeacherTargets.pos` (N,) int32 maps a node to its row in `soft` (M, C) / `feats` (K+1, M, d), -1 when
+the teacher never saw it; losses are masked by `pos >= 0`, uncovered rows are never filled with noise.
+Pan's rationale inputs are compact the same way (`kw_pos` -> `kw_emb`). Every field is a numpy array
+(or an int); `gkd.gnn.train.tensors` gives the same objects with torch tensors viewing those arrays.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,86 @@ SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "unlabeled": 3}
 TRAIN, VAL, TEST, UNLABELED = 0, 1, 2, 3
 
 
+@dataclass
+class GraphArrays:
+    """The graph: x (N, d) float32, y (N,) int64 (-1 unlabelled), split (N,) int8 codes, CSR indptr (N+1,) /
+    indices (E,) int64 (in-neighbours of each node), num_classes C."""
+
+    x: np.ndarray
+    y: np.ndarray
+    split: np.ndarray
+    indptr: np.ndarray
+    indices: np.ndarray
+    num_classes: int
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.indptr) - 1
+
+
+@dataclass
+class TeacherTargets:
+    """The tuned teacher on the nodes it covered: pos (N,) int32 -> row of soft (M, C) float32 and
+    feats (K+1, M, d) float16 (per-hop features), -1 for a node the teacher never saw."""
+
+    pos: np.ndarray
+    soft: np.ndarray
+    feats: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return int(self.feats.shape[2])
+
+    @property
+    def hops(self) -> int:
+        return int(self.feats.shape[0] - 1)
+
+
+@dataclass
+class RationaleTargets:
+    """Pan's rationale-augmented inputs: pos (N,) -> soft (R, C) the rationale LLM's soft labels; kw_pos (N,)
+    -> kw_emb (R', d) keyword embeddings; key_codes (E',) sorted dst * N + src of key-neighbour edges;
+    sem_score / struct_score (N,) float32, NaN where a node has no rationale (see `rationale_arrays`)."""
+
+    pos: np.ndarray
+    soft: np.ndarray
+    kw_pos: np.ndarray
+    kw_emb: np.ndarray
+    key_codes: np.ndarray
+    sem_score: np.ndarray
+    struct_score: np.ndarray
+
+
+@dataclass
+class SoftLabels:
+    """The LLM's soft labels for the soft / pseudo-label losses: pos (N,) int32 -> row of soft (M, C), -1 for none."""
+
+    pos: np.ndarray
+    soft: np.ndarray
+
+
+@dataclass
+class InterpreterTargets:
+    """Pan's frozen interpreter on every node, logits (N, C) / hidden (N, h) float32, and the (N,) float32
+    weights (1 on the chosen nodes) of the semantic and structural alignment sets."""
+
+    logits: np.ndarray
+    hidden: np.ndarray
+    sem_w: np.ndarray
+    struct_w: np.ndarray
+
+
+@dataclass
+class StudentInputs:
+    """What one distillation run reads; a part is None when its method does not use it (or it is not made yet)."""
+
+    graph: GraphArrays
+    teacher: TeacherTargets | None = None
+    rationale: RationaleTargets | None = None
+    llm_soft: SoftLabels | None = None
+    interpreter: InterpreterTargets | None = None
+
+
 def split_codes(split: np.ndarray) -> np.ndarray:
     """(N,) split names -> (N,) int8 codes (TRAIN, VAL, TEST, UNLABELED)."""
     out = np.full(len(split), UNLABELED, dtype=np.int8)
@@ -32,13 +114,13 @@ def split_codes(split: np.ndarray) -> np.ndarray:
     return out
 
 
-def graph_arrays(tag: TAG) -> dict:
+def graph_arrays(tag: TAG) -> GraphArrays:
     """CSR, features (N, d) float32, labels (N,) int64, split codes (N,) int8."""
     if tag.x is None:
         raise DataError(f"{tag.graph_dir}/x.npy is not loaded: the student needs node features")
-    return {"indptr": np.asarray(tag.indptr, dtype=np.int64), "indices": np.asarray(tag.indices, dtype=np.int64),
-            "x": np.ascontiguousarray(tag.x, dtype=np.float32), "y": tag.labels.astype(np.int64),
-            "split": split_codes(tag.split), "num_classes": tag.num_classes}
+    return GraphArrays(x=np.ascontiguousarray(tag.x, dtype=np.float32), y=tag.labels.astype(np.int64),
+                       split=split_codes(tag.split), indptr=np.asarray(tag.indptr, dtype=np.int64),
+                       indices=np.asarray(tag.indices, dtype=np.int64), num_classes=tag.num_classes)
 
 
 def label_rate_split(codes: np.ndarray, labels: np.ndarray, k: int, pool: int | None, seed: int) -> tuple[np.ndarray, dict]:
@@ -62,8 +144,8 @@ def label_rate_split(codes: np.ndarray, labels: np.ndarray, k: int, pool: int | 
     return out, counts
 
 
-def teacher_arrays(teacher_dir: Path, num_nodes: int, num_classes: int) -> dict:
-    """teacher/{covered,soft,feat_hop*}.npy -> t_pos (N,), t_soft (M, C), t_feats (K+1, M, d) float16."""
+def teacher_arrays(teacher_dir: Path, num_nodes: int, num_classes: int) -> TeacherTargets:
+    """teacher/{covered,soft,feat_hop*}.npy -> pos (N,), soft (M, C), feats (K+1, M, d) float16."""
     teacher_dir = Path(teacher_dir)
     cov_path = teacher_dir / "covered.npy"
     if not cov_path.is_file():
@@ -87,7 +169,7 @@ def teacher_arrays(teacher_dir: Path, num_nodes: int, num_classes: int) -> dict:
     feats = np.stack([np.asarray(np.load(p, mmap_mode="r")[idx], dtype=np.float16) for p in hops])
     pos = np.full(num_nodes, -1, dtype=np.int32)
     pos[idx] = np.arange(len(idx), dtype=np.int32)
-    return {"t_pos": pos, "t_soft": t_soft, "t_feats": feats}
+    return TeacherTargets(pos=pos, soft=t_soft, feats=feats)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -118,16 +200,16 @@ def keyword_embeddings(table, encoder: EncoderConfig, cache: Path | None = None)
     return nodes, np.asarray(emb, dtype=np.float32)
 
 
-def rationale_arrays(table, arrays: dict, encoder: EncoderConfig, cfg: PanConfig,
-                     cache: Path | None = None) -> tuple[dict, dict]:
-    """Pan's rationale-augmented inputs -> (arrays, counts).
+def rationale_arrays(table, graph: GraphArrays, encoder: EncoderConfig, cfg: PanConfig,
+                     cache: Path | None = None) -> tuple[RationaleTargets, dict]:
+    """Pan's rationale-augmented inputs -> (targets, counts).
 
     kw_pos (N,) -> kw_emb (R, d): keyword embeddings; key_codes: sorted dst * N + src of key-neighbour
-    edges (up-weighted in the interpreter); r_pos (N,) -> r_soft (R', C): the LLM's soft labels;
+    edges (up-weighted in the interpreter); pos (N,) -> soft (R', C): the LLM's soft labels;
     sem_score / struct_score (N,): how far the keywords moved a node's input, and the share of its
     neighbourhood weight the key neighbours changed (NaN where there is no rationale).
     """
-    indptr, indices, x = arrays["indptr"], arrays["indices"], arrays["x"]
+    indptr, indices, x = graph.indptr, graph.indices, graph.x
     n = len(indptr) - 1
     ids = np.asarray(table["node_id"].to_numpy(), dtype=np.int64)
     if len(ids) and (ids.min() < 0 or ids.max() >= n):
@@ -136,8 +218,8 @@ def rationale_arrays(table, arrays: dict, encoder: EncoderConfig, cfg: PanConfig
 
     r_pos = np.full(n, -1, dtype=np.int32)
     r_soft = np.asarray(table["soft"].to_pylist(), dtype=np.float32).reshape(len(ids), -1)
-    if r_soft.shape[1] != arrays["num_classes"] and len(ids):
-        raise DataError(f"rationale soft labels have {r_soft.shape[1]} classes, the graph {arrays['num_classes']}")
+    if r_soft.shape[1] != graph.num_classes and len(ids):
+        raise DataError(f"rationale soft labels have {r_soft.shape[1]} classes, the graph {graph.num_classes}")
     r_pos[ids] = np.arange(len(ids), dtype=np.int32)
 
     kw_nodes, kw_emb = keyword_embeddings(table, encoder, cache)
@@ -175,8 +257,8 @@ def rationale_arrays(table, arrays: dict, encoder: EncoderConfig, cfg: PanConfig
     if fallback_nodes:
         log.info("pan: %d of %d rationale nodes named no valid key neighbour; used the %d most keyword-similar "
                  "neighbours instead", fallback_nodes, len(ids), cfg.fallback_key_neighbors)
-    out = {"r_pos": r_pos, "r_soft": r_soft, "kw_pos": kw_pos, "kw_emb": kw_emb.astype(np.float32),
-           "key_codes": key_codes.astype(np.int64), "sem_score": sem, "struct_score": struct}
+    out = RationaleTargets(pos=r_pos, soft=r_soft, kw_pos=kw_pos, kw_emb=kw_emb.astype(np.float32),
+                           key_codes=key_codes.astype(np.int64), sem_score=sem, struct_score=struct)
     return out, counts
 
 

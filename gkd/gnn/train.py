@@ -2,8 +2,9 @@
 
 Ray-free core: `seed_nodes`, `Distiller` (model + loss mix in one module, so DDP sees every
 parameter) and `fit`, which runs epochs over this rank's shard of seeds, validates, early-stops
-and hands a checkpoint to `report` each epoch. `train_loop` is the Ray Train worker around it;
-`train_distributed` the driver side. Same seed + one worker = the same run, bit for bit; a run
+and hands a checkpoint to `report` each epoch. `train_loop` is the Ray Train worker around it
+(it reads a `LoopConfig` and the `StudentInputs` from the object store); `train_distributed` the
+driver side. Same seed + one worker = the same run, bit for bit; a run
 resumed from a checkpoint repeats the uninterrupted one because every random draw is keyed by
 (seed, epoch, rank).
 """
@@ -11,13 +12,15 @@ resumed from a checkpoint repeats the uninterrupted one because every random dra
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import logging
 import math
-import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +30,9 @@ from torch import nn
 from gkd.config import DistillConfig
 from gkd.errors import GkdError
 from gkd.gnn import losses as L
-from gkd.gnn.inputs import TRAIN, VAL
+from gkd.gnn.inputs import TRAIN, VAL, GraphArrays, RationaleTargets, StudentInputs
 from gkd.gnn.models import GNN
-from gkd.tracking.live import RankZeroLogger
+from gkd.live import RankZeroLogger
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +48,55 @@ METHOD_LOSSES = {
 }
 
 
-def tensors(arrays: dict) -> dict:
-    """numpy arrays (possibly read-only, straight from the object store) -> torch tensors without a copy."""
-    out = {}
+EpochHook = Callable[[int, int, dict], None]
+
+
+@dataclass
+class LoopConfig:
+    """What every Ray Train worker runs: the distill config, mode (a method or "interpreter"), GNN spec.
+
+    mlflow: the driver's `live_target()` (rank 0 logs each epoch there), None for no live logging.
+    epoch_hook(rank, epoch, metrics): called on every rank after each epoch (and its checkpoint);
+    tests inject faults with it. It must pickle (a module-level function or a functools.partial of one).
+    """
+
+    distill: DistillConfig
+    mode: str
+    spec: dict
+    mlflow: dict | None = None
+    epoch_hook: EpochHook | None = None
+
+
+def tensors(inputs):
+    """A dataclass of numpy arrays (possibly read-only, straight from the object store: `StudentInputs`,
+    `GraphArrays`, ...) -> the same dataclass holding torch tensors that share the arrays' memory."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        for k, v in arrays.items():
-            out[k] = torch.from_numpy(v) if isinstance(v, np.ndarray) else v
-    return out
+        return _as_torch(inputs)
 
 
-def seed_nodes(arrays: dict, losses: tuple[str, ...], unlabeled_seeds: int, seed: int) -> np.ndarray:
-    """Sorted seed nodes of an epoch: labelled train nodes, plus every node a chosen loss has a target for."""
-    y, split = arrays["y"], arrays["split"]
+def _as_torch(v):
+    if isinstance(v, np.ndarray):
+        return torch.from_numpy(v)
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return dataclasses.replace(v, **{f.name: _as_torch(getattr(v, f.name)) for f in dataclasses.fields(v)})
+    return v
+
+
+def seed_nodes(y: np.ndarray, split: np.ndarray, losses: tuple[str, ...], unlabeled_seeds: int, seed: int,
+               teacher_pos: np.ndarray | None = None, llm_pos: np.ndarray | None = None,
+               rationale_pos: np.ndarray | None = None) -> np.ndarray:
+    """Sorted seed nodes of an epoch: labelled train nodes, plus every node a chosen loss has a target for.
+
+    y (N,), split (N,) codes; the optional (N,) positions are -1 where a node has no teacher output, LLM soft
+    label or rationale."""
     keep = (split == TRAIN) & (y >= 0)
-    if {"kd", "nce"} & set(losses) and "t_pos" in arrays:
-        keep |= arrays["t_pos"] >= 0
-    if {"soft", "pseudo"} & set(losses) and "l_pos" in arrays:
-        keep |= arrays["l_pos"] >= 0
-    if "pan" in losses and "kw_pos" in arrays:
-        keep |= arrays["r_pos"] >= 0
+    if {"kd", "nce"} & set(losses) and teacher_pos is not None:
+        keep |= teacher_pos >= 0
+    if {"soft", "pseudo"} & set(losses) and llm_pos is not None:
+        keep |= llm_pos >= 0
+    if "pan" in losses and rationale_pos is not None:
+        keep |= rationale_pos >= 0
     if "pan" in losses and unlabeled_seeds:
         rest = np.flatnonzero(~keep & (split != VAL))
         rng = np.random.default_rng([seed, 53])
@@ -127,22 +159,23 @@ class Distiller(nn.Module):
         return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
-def keyword_inputs(A: dict, n_id: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Pan's interpreter input (n, d + d_kw): x joined with the node's keyword embedding (zeros without)."""
-    kw = torch.zeros((len(n_id), A["kw_emb"].shape[1]), dtype=x.dtype, device=x.device)
-    pos = A["kw_pos"][n_id].long()
+def keyword_inputs(r: RationaleTargets, n_id: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Pan's interpreter input (n, d + d_kw): x joined with the node's keyword embedding (zeros without);
+    r holds tensors (see `tensors`)."""
+    kw = torch.zeros((len(n_id), r.kw_emb.shape[1]), dtype=x.dtype, device=x.device)
+    pos = r.kw_pos[n_id].long()
     has = pos >= 0
     if has.any():
-        kw[has] = A["kw_emb"][pos[has]].to(x.device, x.dtype)
+        kw[has] = r.kw_emb[pos[has]].to(x.device, x.dtype)
     return torch.cat([x, kw], dim=1)
 
 
-def repeat_key_edges(A: dict, n_id: torch.Tensor, edge_index: torch.Tensor, repeat: int) -> torch.Tensor:
+def repeat_key_edges(r: RationaleTargets, n_id: torch.Tensor, edge_index: torch.Tensor, repeat: int) -> torch.Tensor:
     """Edges from a node's key neighbours appear `repeat` times (their messages weigh that much more)."""
-    codes = A["key_codes"]
+    codes = r.key_codes
     if repeat <= 1 or len(codes) == 0 or edge_index.size(1) == 0:
         return edge_index
-    n = A["x"].shape[0]
+    n = r.kw_pos.shape[0]  # key_codes are dst * N + src
     ei = edge_index.cpu()
     e = n_id[ei[1]] * n + n_id[ei[0]]
     at = torch.searchsorted(codes, e).clamp(max=len(codes) - 1)
@@ -152,41 +185,44 @@ def repeat_key_edges(A: dict, n_id: torch.Tensor, edge_index: torch.Tensor, repe
     return torch.cat([edge_index] + [edge_index[:, hit.to(edge_index.device)]] * (repeat - 1), dim=1)
 
 
-def batch_targets(A: dict, n_id: torch.Tensor, bs: int, losses: tuple[str, ...], device) -> dict:
-    """Per-seed targets: labels, masks, teacher soft labels / features, interpreter outputs, Pan weights."""
+def batch_targets(A: StudentInputs, n_id: torch.Tensor, bs: int, losses: tuple[str, ...], device) -> dict:
+    """Per-seed targets: labels, masks, teacher soft labels / features, interpreter outputs, Pan weights.
+    A holds tensors (see `tensors`)."""
     seeds = n_id[:bs]
-    y = A["y"][seeds]
-    train = (A["split"][seeds] == TRAIN) & (y >= 0)
+    y = A.graph.y[seeds]
+    train = (A.graph.split[seeds] == TRAIN) & (y >= 0)
     t = {"y": y.clamp(min=0), "train": train}
-    if "t_pos" in A and {"kd", "nce"} & set(losses):
-        pos = A["t_pos"][seeds].long()
+    if A.teacher is not None and {"kd", "nce"} & set(losses):
+        pos = A.teacher.pos[seeds].long()
         covered = pos >= 0
         p = pos.clamp(min=0)
-        t["soft"] = A["t_soft"][p]
+        t["soft"] = A.teacher.soft[p]
         t["covered"] = covered
         if "nce" in losses:
-            t["feats"] = [f[p].float() for f in A["t_feats"]]
+            t["feats"] = [f[p].float() for f in A.teacher.feats]
             # in-batch negatives are nodes of another class: gold labels on train nodes, the teacher's elsewhere
             t["classes"] = torch.where(train, y, torch.where(covered, t["soft"].argmax(1), -1))
     if {"soft", "pseudo"} & set(losses):  # the LLM's soft labels (teacher where it ran, else the rationale's)
-        pos = A["l_pos"][seeds].long()
+        soft = A.llm_soft
+        pos = soft.pos[seeds].long()
         t["l_covered"] = pos >= 0
-        t["l_soft"] = A["l_soft"][pos.clamp(min=0)] if len(A["l_soft"]) else torch.zeros((bs, A["num_classes"]))
+        t["l_soft"] = soft.soft[pos.clamp(min=0)] if len(soft.soft) else torch.zeros((bs, A.graph.num_classes))
     if "pan" in losses:
-        t["i_logits"] = A["i_logits"][seeds].float()
-        t["i_hidden"] = A["i_hidden"][seeds].float()
-        t["sem_w"] = A["sem_w"][seeds].float()
-        t["struct_w"] = A["struct_w"][seeds].float()
+        i = A.interpreter
+        t["i_logits"] = i.logits[seeds].float()
+        t["i_hidden"] = i.hidden[seeds].float()
+        t["sem_w"] = i.sem_w[seeds].float()
+        t["struct_w"] = i.struct_w[seeds].float()
     return {k: ([v.to(device) for v in val] if isinstance(val, list) else val.to(device)) for k, val in t.items()}
 
 
-def _loader(A: dict, nodes: np.ndarray, fanouts: list[int], batch_size: int, seed: int):
+def _loader(g: GraphArrays, nodes: np.ndarray, fanouts: list[int], batch_size: int, seed: int):
     from torch_geometric.loader import NodeLoader
 
     from gkd.gnn.sampler import make_sampler, node_data
 
-    data = node_data(A["x"], A["y"], A["x"].shape[0])
-    sampler = make_sampler(A["indptr"], A["indices"], fanouts, seed=seed)
+    data = node_data(g.x, g.y, g.x.shape[0])
+    sampler = make_sampler(g.indptr, g.indices, fanouts, seed=seed)
     return NodeLoader(data, node_sampler=sampler, input_nodes=torch.from_numpy(np.asarray(nodes, dtype=np.int64)),
                       batch_size=batch_size, shuffle=False)
 
@@ -195,22 +231,23 @@ def _step_seed(seed: int, *keys: int) -> int:
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
 
 
-def _inputs(A: dict, batch, mode: str, repeat: int, device):
+def _inputs(A: StudentInputs, batch, mode: str, repeat: int, device):
     x, ei = batch.x, batch.edge_index
     nsn, nse = batch.num_sampled_nodes, batch.num_sampled_edges
     if mode == "interpreter":
-        x = keyword_inputs(A, batch.n_id, x)
-        ei = repeat_key_edges(A, batch.n_id, ei, repeat)
+        x = keyword_inputs(A.rationale, batch.n_id, x)
+        ei = repeat_key_edges(A.rationale, batch.n_id, ei, repeat)
         nsn = nse = None  # repeated edges break the per-hop edge counts trim_to_layer relies on
     return x.to(device), ei.to(device), nsn, nse
 
 
 @torch.no_grad()
-def evaluate_sampled(gnn: GNN, A: dict, nodes: np.ndarray, cfg: DistillConfig, mode: str, device) -> tuple[int, int]:
-    """(correct, total) on labelled `nodes`, one sampled neighbourhood each (a fixed sampler seed)."""
+def evaluate_sampled(gnn: GNN, A: StudentInputs, nodes: np.ndarray, cfg: DistillConfig, mode: str,
+                     device) -> tuple[int, int]:
+    """(correct, total) on labelled `nodes`, one sampled neighbourhood each (a fixed sampler seed); A holds tensors."""
     gnn.eval()
     correct = total = 0
-    for batch in _loader(A, nodes, cfg.fanouts, cfg.infer_batch_size, seed=_step_seed(cfg.seed, 10**6)):
+    for batch in _loader(A.graph, nodes, cfg.fanouts, cfg.infer_batch_size, seed=_step_seed(cfg.seed, 10**6)):
         x, ei, nsn, nse = _inputs(A, batch, mode, cfg.pan.key_edge_repeat, device)
         logits, _ = gnn(x, ei, nsn, nse)
         y = batch.y[: batch.batch_size].to(device)
@@ -226,24 +263,26 @@ def _state_bytes(state: dict) -> bytes:
     return buf.getvalue()
 
 
-def fit(A: dict, config: dict, rank: int = 0, world: int = 1, prior: dict | None = None, report=None,
-        device: str = "cpu", wrap=None, on_epoch=None) -> dict:
+def fit(inputs: StudentInputs, loop: LoopConfig, rank: int = 0, world: int = 1, prior: dict | None = None,
+        report=None, device: str = "cpu", wrap=None, on_epoch=None, on_epoch_end: EpochHook | None = None) -> dict:
     """Train one model on this rank's seed shard -> final state {epoch, best_val, best_epoch, best_model, history}.
 
-    config: {"distill": DistillConfig dump, "mode": method or "interpreter", "spec": GNN spec, "teacher_dim",
-    "hops"}. report(metrics, state) is called once per epoch (the Ray layer turns it into a checkpoint);
+    The teacher's feature width and hop count (LinguGKD's alignment) come from inputs.teacher.
+    report(metrics, state) is called once per epoch (the Ray layer turns it into a checkpoint);
     wrap(module) -> module adds DDP. `prior` is the state of a checkpoint to resume from.
-    on_epoch(metrics, step) sees every epoch's metrics (live MLflow logging).
+    on_epoch(metrics, step) sees every epoch's metrics (live MLflow logging); on_epoch_end(rank, epoch,
+    metrics) runs last in each epoch, after its checkpoint was reported (tests inject faults there).
     """
     import torch.distributed as dist
 
-    cfg = DistillConfig.model_validate(config["distill"])
-    mode = config["mode"]
+    cfg, mode = loop.distill, loop.mode
     losses = METHOD_LOSSES[mode]
-    A = tensors(A)
+    A = tensors(inputs)
     torch.manual_seed(cfg.seed)
-    gnn = GNN(**config["spec"])
-    module = Distiller(gnn, cfg, losses, config.get("teacher_dim"), config.get("hops", 0)).to(device)
+    gnn = GNN(**loop.spec)
+    teacher = inputs.teacher
+    module = Distiller(gnn, cfg, losses, teacher.dim if teacher is not None else None,
+                       teacher.hops if teacher is not None else 0).to(device)
     optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "best_model": None}
     if prior is not None:
@@ -252,9 +291,12 @@ def fit(A: dict, config: dict, rank: int = 0, world: int = 1, prior: dict | None
         state = {k: prior[k] for k in state}
         log.info("rank %d resumes after epoch %d (best val %.4f)", rank, state["epoch"], state["best_val"])
     trained = wrap(module) if wrap is not None else module
-    seeds = seed_nodes({k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in A.items()},
-                       losses, cfg.unlabeled_seeds, cfg.seed)
-    val_nodes = np.flatnonzero((A["split"].numpy() == VAL) & (A["y"].numpy() >= 0))
+    g = inputs.graph
+    seeds = seed_nodes(g.y, g.split, losses, cfg.unlabeled_seeds, cfg.seed,
+                       teacher_pos=teacher.pos if teacher is not None else None,
+                       llm_pos=inputs.llm_soft.pos if inputs.llm_soft is not None else None,
+                       rationale_pos=inputs.rationale.pos if inputs.rationale is not None else None)
+    val_nodes = np.flatnonzero((g.split == VAL) & (g.y >= 0))
     val_shard = val_nodes[rank::world]
     if len(seeds) == 0:
         raise GkdError(f"distill ({mode}): no seed node has a label or a teacher target")
@@ -271,7 +313,7 @@ def fit(A: dict, config: dict, rank: int = 0, world: int = 1, prior: dict | None
         torch.manual_seed(_step_seed(cfg.seed, epoch, rank))  # dropout draws
         trained.train()
         sums, steps = {}, 0
-        for batch in _loader(A, shard, cfg.fanouts, cfg.batch_size, seed=_step_seed(cfg.seed, epoch, rank, 1)):
+        for batch in _loader(A.graph, shard, cfg.fanouts, cfg.batch_size, seed=_step_seed(cfg.seed, epoch, rank, 1)):
             bs = int(batch.batch_size)
             x, ei, nsn, nse = _inputs(A, batch, mode, cfg.pan.key_edge_repeat, device)
             t = batch_targets(A, batch.n_id, bs, losses, device)
@@ -310,10 +352,8 @@ def fit(A: dict, config: dict, rank: int = 0, world: int = 1, prior: dict | None
         last = state["epoch"] == cfg.epochs or state["bad_epochs"] >= cfg.patience
         if report is not None and (last or state["epoch"] % cfg.checkpoint_every == 0):
             report(metrics, {**state, "module": module.state_dict(), "optimizer": optimizer.state_dict()})
-        fault = config.get("fault")
-        if fault and rank == fault["rank"] and epoch + 1 == fault["epoch"] and not Path(fault["marker"]).exists():
-            Path(fault["marker"]).write_text(f"killed rank {rank} after epoch {epoch + 1}\n")
-            os._exit(1)  # fault injection for the resume test: the process dies like an OOM-killed worker
+        if on_epoch_end is not None:
+            on_epoch_end(rank, epoch + 1, metrics)
     return state
 
 
@@ -321,16 +361,19 @@ def fit(A: dict, config: dict, rank: int = 0, world: int = 1, prior: dict | None
 
 
 def train_loop(config: dict) -> None:
-    """Ray Train worker: fit() on this rank's seed shard; a checkpoint per epoch from rank 0."""
+    """Ray Train worker: fit() on this rank's seed shard; a checkpoint per epoch from rank 0.
+
+    config: {"loop": LoopConfig, "inputs": object ref of the StudentInputs} (Ray Train wants a dict)."""
     import ray
     import ray.train
     import ray.train.torch
 
-    if config.get("torch_threads"):
-        torch.set_num_threads(config["torch_threads"])
+    loop: LoopConfig = config["loop"]
+    if loop.distill.torch_threads:
+        torch.set_num_threads(loop.distill.torch_threads)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    arrays = ray.get(config["arrays"])
+    inputs = ray.get(config["inputs"])  # zero-copy: the arrays stay in the object store, read-only
     checkpoint = ray.train.get_checkpoint()
     prior = None
     if checkpoint is not None:
@@ -350,22 +393,24 @@ def train_loop(config: dict) -> None:
             return module
         return ray.train.torch.prepare_model(module, parallel_strategy_kwargs={"find_unused_parameters": True})
 
-    device = ray.train.torch.get_device() if config.get("use_gpu") else torch.device("cpu")
-    live = RankZeroLogger(config.get("mlflow"), rank)
-    fit(arrays, config, rank, world, prior, report, device=device, wrap=wrap, on_epoch=live.log)
+    device = ray.train.torch.get_device() if loop.distill.use_gpu else torch.device("cpu")
+    live = RankZeroLogger(loop.mlflow, rank)
+    fit(inputs, loop, rank, world, prior, report, device=device, wrap=wrap, on_epoch=live.log,
+        on_epoch_end=loop.epoch_hook)
 
 
-def train_distributed(arrays_ref, config: dict, cfg: DistillConfig, storage_path: Path, name: str) -> dict:
-    """Run train_loop on cfg.num_workers Ray Train workers -> the final checkpoint's state.
+def train_distributed(inputs_ref, loop: LoopConfig, storage_path: Path, name: str) -> dict:
+    """Run train_loop on loop.distill.num_workers Ray Train workers -> the final checkpoint's state.
 
-    A rerun with the same storage_path/name resumes from the latest checkpoint; killed workers are
-    restarted up to cfg.max_failures times, each time from the latest checkpoint.
+    inputs_ref: `ray.put` of the StudentInputs. A rerun with the same storage_path/name resumes from the
+    latest checkpoint; killed workers are restarted up to max_failures times, each time from the latest one.
     """
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from gkd.runtime import previous_result
 
+    cfg = loop.distill
     previous = previous_result(Path(storage_path) / name)
     if previous is not None:
         with previous.checkpoint.as_directory() as d:
@@ -375,8 +420,7 @@ def train_distributed(arrays_ref, config: dict, cfg: DistillConfig, storage_path
             return state
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={**config, "arrays": arrays_ref, "torch_threads": cfg.torch_threads,
-                           "use_gpu": cfg.use_gpu},
+        train_loop_config={"loop": loop, "inputs": inputs_ref},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cfg.num_cpus_per_worker}),
         run_config=RunConfig(storage_path=str(storage_path), name=name,

@@ -26,6 +26,7 @@ import torch
 
 from gkd.config import ExperimentConfig, LLMConfig, PromptConfig, RationaleConfig
 from gkd.llm.score import encode_continuations, score_prompts, soft_labels
+from gkd.llm.stage import RATIONALE
 from gkd.llm.prompts import RATIONALE_PRIMER
 from gkd.llm.stream import stream_nodes
 
@@ -65,7 +66,7 @@ class RationaleGenerator:
         self.cont_ids = encode_continuations(tokenizer, builder.class_continuations())
 
     def run(self, nodes: list[int]) -> dict:
-        from gkd.llm.prompts import parse_rationale
+        from gkd.llm.parse import parse_rationale
 
         prefixes = [self.builder.scoring_prefix(n) for n in nodes]
         logp, _ = score_prompts(self.model, self.tokenizer, prefixes, self.cont_ids, self.device)
@@ -152,9 +153,8 @@ def write_part(out_dir: Path, rows: dict) -> None:
     os.replace(tmp, out_dir / f"{name}.parquet")
 
 
-def read_rationales(workdir: Path) -> pa.Table:
-    """All rationale rows, sorted by node_id."""
-    out_dir = Path(workdir) / "rationale"
+def read_rationales(out_dir: Path) -> pa.Table:
+    """All rationale rows in the stage's folder (`cfg.stage_dir("rationale")`), sorted by node_id."""
     parts = sorted(out_dir.glob("part-*.parquet"))
     if not parts:
         return SCHEMA.empty_table()
@@ -182,7 +182,7 @@ def run(cfg: ExperimentConfig) -> dict:
     from gkd.runtime import init_ray
 
     rcfg = cfg.rationale
-    out_dir = cfg.workdir / "rationale"
+    out_dir = cfg.stage_dir(RATIONALE)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels, split = node_arrays(cfg.graph_dir)
     budget = select_budget(labels, split, rcfg)
@@ -201,7 +201,7 @@ def run(cfg: ExperimentConfig) -> dict:
             n_done += batch.num_rows
             n_tok += int(pc.sum(batch["tokens"]).as_py())
     wall = time.time() - t0
-    table = read_rationales(cfg.workdir)
+    table = read_rationales(out_dir)
     summary = {**summarize(table), "budget": int(len(budget)), "new_nodes": n_done, "wall_s": round(wall, 2),
                "nodes_per_s": round(n_done / wall, 3) if n_done else None,
                "tokens_per_s": round(n_tok / wall, 1) if n_done else None}

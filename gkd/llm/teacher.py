@@ -17,6 +17,7 @@ import numpy as np
 
 from gkd.config import ExperimentConfig, LLMConfig, PromptConfig
 from gkd.llm.features import OutputWriter, TeacherReadout, evaluate
+from gkd.llm.stage import TEACHER
 from gkd.llm.stream import stream_nodes
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def write_outputs(cfg: ExperimentConfig, model_path: str, nodes: np.ndarray, num
     already in covered.npy are skipped) -> {nodes, written, wall_s, nodes_per_s, first_batch_s (actor start-up
     plus one batch)}."""
     hidden = json.loads((Path(model_path) / "config.json").read_text())["hidden_size"]
-    writer = OutputWriter(cfg.workdir / "teacher", num_nodes, num_classes, cfg.prompt.hops,
+    writer = OutputWriter(cfg.stage_dir(TEACHER), num_nodes, num_classes, cfg.prompt.hops,
                           cfg.teacher.feature_dim or hidden)
     todo = nodes[~writer.covered[nodes]]
     t, first = time.time(), None
@@ -122,7 +123,7 @@ def run(cfg: ExperimentConfig) -> dict:
     from gkd.runtime import init_ray
 
     tcfg = cfg.teacher
-    tdir = cfg.workdir / "teacher"
+    tdir = cfg.stage_dir(TEACHER)
     tdir.mkdir(parents=True, exist_ok=True)
     metrics_path = tdir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}

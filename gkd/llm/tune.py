@@ -20,8 +20,8 @@ import torch
 
 from gkd.config import LLMConfig, TeacherConfig
 from gkd.errors import ConfigError, GkdError
+from gkd.live import RankZeroLogger, live_target
 from gkd.runtime import previous_result
-from gkd.tracking.live import RankZeroLogger, live_target
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,20 @@ def deepspeed_config(config: dict) -> dict:
     }
 
 
+def skip_shm_comm_op() -> None:
+    """Keep DeepSpeed from JIT-compiling its CPU shared-memory op (`deepspeed_shm_comm`).
+
+    DeepSpeed's torch backend loads that op whenever it wraps torch.distributed on the CPU accelerator:
+    a ninja build into ~/.cache/torch_extensions, about 90 s on 2 cores, in the first worker of every new
+    machine, redone whenever another caller builds it with other flags. Only `inference_all_reduce`
+    (tensor-parallel inference) uses the op; ZeRO training reduces with torch.distributed (gloo on CPU),
+    so marking the op incompatible changes no result. DeepSpeed reads this cached dict before loading it.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 # ----------------------------------------------------------------------------- per-worker loop
 
 
@@ -207,6 +221,7 @@ def train_loop(config: dict) -> None:
         torch.cuda.set_device(ray.train.torch.get_device())
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config["lr"],
                                   weight_decay=config["weight_decay"])
+    skip_shm_comm_op()
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=deepspeed_config(config))
     if checkpoint is not None:
         with checkpoint.as_directory() as d:

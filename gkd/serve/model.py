@@ -352,8 +352,10 @@ def teacher_path(cfg: ExperimentConfig) -> str:
     """serve.cascade.model, else the tuned teacher <workdir>/teacher/checkpoint if present, else llm.model."""
     if cfg.serve.cascade.model:
         return cfg.serve.cascade.model
-    tuned = cfg.workdir / "teacher" / "checkpoint"
-    return str(tuned.resolve()) if (tuned / "config.json").is_file() else cfg.llm.model
+    from gkd.llm.stage import tuned_teacher
+
+    tuned = tuned_teacher(cfg)
+    return str(tuned) if tuned is not None else cfg.llm.model
 
 
 class TeacherService:

@@ -156,7 +156,7 @@ def register_student(cfg) -> dict:
 
     from gkd.tracking.tracker import Tracker, log_metrics
 
-    sdir = cfg.workdir / "student"
+    sdir = cfg.stage_dir("distill")
     mpath = sdir / "metrics.json"
     if not mpath.is_file() or not (sdir / "checkpoint").is_dir():
         raise GkdError(f"{sdir} has no trained student (metrics.json + checkpoint/): run `gkd distill` first")

@@ -36,7 +36,9 @@ def test_every_suite_ran_and_wrote_its_result(quick):
     rec = json.loads((root / "results" / "run.json").read_text())
     assert rec["suites"] == out["suites"] and rec["profile"] == "quick"
     assert rec["work"] == str(root / "work")
-    assert sum(st["wall_s"] for st in rec["suites"].values()) <= rec["total_s"] <= out["wall_s"]
+    # walls are rounded to 0.1 s, each by up to 0.05 s: the sum of n rounded walls may pass the rounded total
+    walls = [st["wall_s"] for st in rec["suites"].values()]
+    assert sum(walls) <= rec["total_s"] + 0.05 * (len(walls) + 1) and rec["total_s"] <= out["wall_s"]
 
 
 def test_quality_tables_come_from_the_runs(quick):

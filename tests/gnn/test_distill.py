@@ -1,14 +1,25 @@
 """The student stage end to end on Ray Train: distillation beats vanilla, 2-worker DDP survives a killed worker."""
 
+import functools
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from gkd.gnn import distill
-from gkd.gnn.inputs import graph_arrays, teacher_arrays
+from gkd.gnn.inputs import StudentInputs, graph_arrays, teacher_arrays
+from gkd.gnn.train import tensors
 
+
+def crash_once(marker: str, kill_rank: int, kill_epoch: int, rank: int, epoch: int, metrics: dict) -> None:
+    """LoopConfig.epoch_hook of the resume test: rank `kill_rank` dies after epoch `kill_epoch` like an OOM-killed
+    worker, once (the marker file keeps the restarted run alive). Module-level, so Ray workers can unpickle it."""
+    if rank == kill_rank and epoch == kill_epoch and not Path(marker).exists():
+        Path(marker).write_text(f"killed rank {rank} after epoch {epoch}\n")
+        os._exit(1)
 
 
 def _with(cfg, **distill_updates):
@@ -38,7 +49,7 @@ def test_distillation_from_a_strong_teacher_beats_vanilla(student_world, tmp_pat
     # the saved student reproduces the reported logits and accuracy from a fresh load
     gnn, info = distill.load_student(tmp_path / "all" / "checkpoint")
     assert info["class_names"] == tag.class_names and info["method"] == "all"
-    logits, _ = distill._infer(gnn, distill.tensors(graph_arrays(tag)), cfg.distill, "cpu", "check")
+    logits, _ = distill._infer(gnn, graph_arrays(tag), cfg.distill, "cpu", "check")
     np.testing.assert_allclose(logits, np.load(tmp_path / "all" / "logits.npy"), atol=2e-2)
     test = np.flatnonzero(tag.split == "test")
     assert round(float((logits[test].argmax(1) == tag.labels[test]).mean()), 4) == m["test"]["acc"]
@@ -50,22 +61,40 @@ def test_distillation_from_a_strong_teacher_beats_vanilla(student_world, tmp_pat
 def test_two_worker_ddp_resumes_after_a_worker_is_killed(student_world, tmp_path):
     cfg, tag = student_world
     cfg = _with(cfg, method="kd", num_workers=2, epochs=6, patience=100, checkpoint_every=2)
-    arrays = graph_arrays(tag)
-    arrays.update(teacher_arrays(cfg.workdir / "teacher", tag.num_nodes, tag.num_classes))
-    spec = {"kind": "sage", "in_dim": arrays["x"].shape[1], "hidden": 16, "num_classes": tag.num_classes,
+    inputs = StudentInputs(graph_arrays(tag), teacher=teacher_arrays(cfg.workdir / "teacher", tag.num_nodes,
+                                                                     tag.num_classes))
+    spec = {"kind": "sage", "in_dim": inputs.graph.x.shape[1], "hidden": 16, "num_classes": tag.num_classes,
             "num_layers": 2, "dropout": 0.5, "heads": 4}
     marker = tmp_path / "killed.txt"
     # rank 1 dies (os._exit) after epoch 3; Ray Train restarts both workers from the epoch-2 checkpoint
-    killed = distill._train(arrays, cfg, "kd", spec, tmp_path / "a", {"fault": {"rank": 1, "epoch": 3,
-                                                                                "marker": str(marker)}})
-    assert marker.read_text().startswith("killed rank 1 after epoch 3")
-    clean = distill._train(arrays, cfg, "kd", spec, tmp_path / "b")
+    killed = distill._train(inputs, cfg, "kd", spec, tmp_path / "a",
+                            epoch_hook=functools.partial(crash_once, str(marker), 1, 3))
+    assert marker.read_text() == "killed rank 1 after epoch 3\n"
+    clean = distill._train(inputs, cfg, "kd", spec, tmp_path / "b")
     assert killed["epoch"] == clean["epoch"] == 6
     assert [h["epoch"] for h in killed["history"]] == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose([h["loss"] for h in killed["history"]], [h["loss"] for h in clean["history"]],
                                rtol=1e-5)
     assert [h["val_acc"] for h in killed["history"]] == [h["val_acc"] for h in clean["history"]]
     assert all(torch.allclose(killed["best_model"][k], clean["best_model"][k], atol=1e-6) for k in clean["best_model"])
+
+
+def test_inputs_travel_through_the_object_store_without_a_copy(student_world):
+    import ray
+
+    cfg, tag = student_world
+    inputs = StudentInputs(graph_arrays(tag), teacher=teacher_arrays(cfg.workdir / "teacher", tag.num_nodes,
+                                                                     tag.num_classes))
+    ref = ray.put(inputs)
+    got = ray.get(ref)
+    assert isinstance(got, StudentInputs) and got.rationale is None and got.graph.num_classes == tag.num_classes
+    np.testing.assert_array_equal(got.graph.x, inputs.graph.x)
+    np.testing.assert_array_equal(got.teacher.feats, inputs.teacher.feats)
+    # read-only views of the shared object store buffer (a deserialised copy would be writable) ...
+    assert not got.graph.x.flags.writeable and not got.teacher.soft.flags.writeable
+    assert ray.get(ref).graph.x.ctypes.data == got.graph.x.ctypes.data
+    # ... that tensors() wraps without a copy either
+    assert tensors(got).graph.x.data_ptr() == got.graph.x.ctypes.data
 
 
 def test_vanilla_needs_no_teacher_and_methods_say_what_is_missing(student_world, tmp_path):

@@ -8,8 +8,8 @@ from gkd.config import EncoderConfig, PanConfig
 from gkd.data.store import build_csr
 from gkd.errors import DataError
 from gkd.gnn.distill import _llm_soft
-from gkd.gnn.inputs import (TEST, TRAIN, UNLABELED, VAL, label_rate_split, rationale_arrays, split_codes,
-                            teacher_arrays)
+from gkd.gnn.inputs import (TEST, TRAIN, UNLABELED, VAL, GraphArrays, RationaleTargets, StudentInputs,
+                            TeacherTargets, label_rate_split, rationale_arrays, split_codes, teacher_arrays)
 from gkd.llm.features import OutputWriter
 from gkd.llm.rationale import SCHEMA
 
@@ -44,10 +44,12 @@ def test_teacher_arrays_keep_only_covered_rows(tmp_path):
     w.add({"node_id": np.array([7, 2]), "soft": soft,
            "feat_hop0": np.ones((2, 4), np.float16), "feat_hop1": np.full((2, 4), 2, np.float16)})
     t = teacher_arrays(tmp_path, 10, 3)
-    assert t["t_pos"].tolist() == [-1, -1, 0, -1, -1, -1, -1, 1, -1, -1]  # node 2 -> row 0, node 7 -> row 1
-    np.testing.assert_allclose(t["t_soft"], soft[[1, 0]])
-    assert t["t_feats"].shape == (2, 2, 4) and t["t_feats"].dtype == np.float16
-    assert (t["t_feats"][1] == 2).all()
+    assert isinstance(t, TeacherTargets)
+    assert t.pos.tolist() == [-1, -1, 0, -1, -1, -1, -1, 1, -1, -1]  # node 2 -> row 0, node 7 -> row 1
+    np.testing.assert_allclose(t.soft, soft[[1, 0]])
+    assert t.feats.shape == (2, 2, 4) and t.feats.dtype == np.float16
+    assert (t.feats[0] == 1).all() and (t.feats[1] == 2).all()
+    assert (t.dim, t.hops) == (4, 1)
     with pytest.raises(DataError, match="do not match the graph"):
         teacher_arrays(tmp_path, 11, 3)
     with pytest.raises(DataError, match="run `gkd teacher` first"):
@@ -62,7 +64,8 @@ def test_rationale_arrays_use_llm_key_neighbours_and_count_the_fallback():
     # 0 - 1, 0 - 2, 0 - 3, 3 - 4; features: node 3 looks like node 0's keywords
     indptr, indices = build_csr(np.array([0, 0, 0, 3]), np.array([1, 2, 3, 4]), 5)
     x = np.eye(5, 16, dtype=np.float32)
-    arrays = {"indptr": indptr, "indices": indices, "x": x, "num_classes": 2}
+    graph = GraphArrays(x=x, y=np.zeros(5, np.int64), split=np.zeros(5, np.int8), indptr=indptr, indices=indices,
+                        num_classes=2)
     table = _table([
         {"node_id": 4, "soft": [0.2, 0.8], "keywords": [], "key_neighbors": [3, 0]},  # 0 is no neighbour of 4
         {"node_id": 0, "soft": [0.9, 0.1], "keywords": ["alpha"], "key_neighbors": [9]},  # 9 invalid: fallback
@@ -77,34 +80,47 @@ def test_rationale_arrays_use_llm_key_neighbours_and_count_the_fallback():
     orig = encode.make_encoder
     encode.make_encoder = lambda cfg: Enc()
     try:
-        out, counts = rationale_arrays(table, arrays, EncoderConfig(name="hashing", dim=16),
+        out, counts = rationale_arrays(table, graph, EncoderConfig(name="hashing", dim=16),
                                        PanConfig(fallback_key_neighbors=1, key_edge_repeat=3))
     finally:
         encode.make_encoder = orig
     assert counts == {"rationale_nodes": 2, "keyword_nodes": 1, "llm_key_neighbor_nodes": 1,
                       "fallback_key_neighbor_nodes": 1, "key_edges": 2}
     # node 4 keeps its real key neighbour 3; node 0 falls back to its most keyword-similar neighbour, 3
-    assert sorted(out["key_codes"].tolist()) == [0 * 5 + 3, 4 * 5 + 3]
-    assert out["kw_pos"].tolist() == [0, -1, -1, -1, -1] and np.allclose(out["kw_emb"][0], x[3])
-    assert out["sem_score"][0] == pytest.approx(1.0)  # keywords orthogonal to node 0's own features
-    assert np.isnan(out["sem_score"][4])
+    assert isinstance(out, RationaleTargets)
+    assert out.key_codes.tolist() == [0 * 5 + 3, 4 * 5 + 3]  # sorted
+    assert out.kw_pos.tolist() == [0, -1, -1, -1, -1] and np.allclose(out.kw_emb[0], x[3])
+    assert out.sem_score[0] == pytest.approx(1.0)  # keywords orthogonal to node 0's own features
+    assert np.isnan(out.sem_score[4])
     # node 0: degree 3, one key neighbour counted 3 times -> 2 extra of 5; node 4: degree 1 -> 2 extra of 3
-    assert out["struct_score"][0] == pytest.approx(2 / 5) and out["struct_score"][4] == pytest.approx(2 / 3)
-    assert out["r_pos"].tolist() == [1, -1, -1, -1, 0]
+    assert out.struct_score[0] == pytest.approx(2 / 5) and out.struct_score[4] == pytest.approx(2 / 3)
+    assert out.pos.tolist() == [1, -1, -1, -1, 0]
+    np.testing.assert_allclose(out.soft, [[0.2, 0.8], [0.9, 0.1]])  # rows in the table's order
 
 
 def test_rationale_rows_for_another_graph_are_rejected():
     indptr, indices = build_csr(np.array([0]), np.array([1]), 2)
-    arrays = {"indptr": indptr, "indices": indices, "x": np.eye(2, dtype=np.float32), "num_classes": 2}
+    graph = GraphArrays(x=np.eye(2, dtype=np.float32), y=np.zeros(2, np.int64), split=np.zeros(2, np.int8),
+                        indptr=indptr, indices=indices, num_classes=2)
     with pytest.raises(DataError, match="outside 0..1"):
-        rationale_arrays(_table([{"node_id": 5, "soft": [0.5, 0.5]}]), arrays, EncoderConfig(name="hashing"),
+        rationale_arrays(_table([{"node_id": 5, "soft": [0.5, 0.5]}]), graph, EncoderConfig(name="hashing"),
                          PanConfig())
 
 
 def test_llm_soft_prefers_the_teacher():
-    arrays = {"y": np.zeros(5), "num_classes": 2,
-              "r_pos": np.array([0, 1, -1, -1, -1], np.int32), "r_soft": np.array([[1, 0], [1, 0]], np.float32),
-              "t_pos": np.array([-1, 0, -1, 1, -1], np.int32), "t_soft": np.array([[0, 1], [0.3, 0.7]], np.float32)}
-    out = _llm_soft(arrays)
-    assert out["l_pos"].tolist() == [0, 1, -1, 2, -1]
-    np.testing.assert_allclose(out["l_soft"], [[1, 0], [0, 1], [0.3, 0.7]])
+    n = 5
+    graph = GraphArrays(x=np.zeros((n, 1), np.float32), y=np.zeros(n, np.int64), split=np.zeros(n, np.int8),
+                        indptr=np.zeros(n + 1, np.int64), indices=np.zeros(0, np.int64), num_classes=2)
+    nan = np.full(n, np.nan, np.float32)
+    rationale = RationaleTargets(pos=np.array([0, 1, -1, -1, -1], np.int32), soft=np.array([[1, 0], [1, 0]], np.float32),
+                                 kw_pos=np.full(n, -1, np.int32), kw_emb=np.zeros((0, 1), np.float32),
+                                 key_codes=np.zeros(0, np.int64), sem_score=nan, struct_score=nan)
+    teacher = TeacherTargets(pos=np.array([-1, 0, -1, 1, -1], np.int32), soft=np.array([[0, 1], [0.3, 0.7]], np.float32),
+                             feats=np.zeros((2, 2, 3), np.float16))
+    out = _llm_soft(StudentInputs(graph, teacher=teacher, rationale=rationale))
+    assert out.pos.tolist() == [0, 1, -1, 2, -1]
+    np.testing.assert_allclose(out.soft, [[1, 0], [0, 1], [0.3, 0.7]])
+    # without a teacher, the rationale's soft labels alone
+    alone = _llm_soft(StudentInputs(graph, rationale=rationale))
+    assert alone.pos.tolist() == [0, 1, -1, -1, -1]
+    np.testing.assert_allclose(alone.soft, [[1, 0], [1, 0]])

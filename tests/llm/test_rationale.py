@@ -43,7 +43,7 @@ def test_ray_stream_resumes_without_loss_or_duplicates(world):
     parts[1].write_bytes(parts[1].read_bytes()[:40])
     second = rationale.run(cfg)
     assert second["nodes"] == 18 and 0 < second["new_nodes"] <= 8
-    table = rationale.read_rationales(cfg.workdir)
+    table = rationale.read_rationales(cfg.stage_dir("rationale"))
     assert table["node_id"].to_pylist() == budget.tolist()  # each budget node exactly once
     assert set(lost) <= set(table["node_id"].to_pylist())
     third = rationale.run(cfg)

@@ -86,6 +86,25 @@ def test_shards_cover_every_example_and_micro_batches_replay_by_index():
     assert b[4].tolist() == a[4].tolist()  # a resumed stream jumps straight to micro-batch 4
 
 
+def test_tuning_never_builds_deepspeeds_shm_op(monkeypatch):
+    """DeepSpeed's CPU torch backend JIT-compiles its shared-memory all-reduce op (~90 s on 2 cores) unless the
+    op is marked incompatible; only tensor-parallel inference uses it, so train_loop marks it."""
+    import importlib
+
+    import deepspeed.ops
+    from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder
+
+    from gkd.llm.tune import skip_shm_comm_op
+
+    def build(self, verbose=False):
+        raise AssertionError("deepspeed_shm_comm would be JIT-compiled")
+
+    monkeypatch.setattr(ShareMemCommBuilder, "load", build)
+    monkeypatch.setitem(deepspeed.ops.__compatible_ops__, "deepspeed_shm_comm", True)
+    skip_shm_comm_op()
+    assert importlib.import_module("deepspeed.comm.torch").build_shm_op() is None
+
+
 def _teacher(**kw) -> TeacherConfig:
     base = dict(num_workers=2, num_cpus_per_worker=1, batch_size=4, lora_r=8, lora_alpha=16, lora_dropout=0.1,
                 max_failures=0, seed=0)

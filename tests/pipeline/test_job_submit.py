@@ -19,7 +19,8 @@ from gkd.config import build_config
 from gkd.data import ingest
 from gkd.data.store import TAG
 from gkd.llm.models import make_tiny_llama
-from gkd.pipeline import STAGES, read_marker
+from gkd.pipeline import read_marker
+from gkd.stages import stage_names
 from gkd.runtime import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,7 +110,7 @@ def test_ray_job_submit_runs_the_pipeline_to_succeeded(ray_local, cluster, tmp_p
     logs = r.stdout + r.stderr
     assert status == "SUCCEEDED", f"job {job_id}: {status or 'timed out'}\n{logs[-4000:]}"
     # the driver ran the pipeline on the cluster: every stage finished and was tracked
-    for stage in STAGES:
+    for stage in stage_names():
         assert read_marker(cfg, stage)["status"] == "done", stage
     student = json.loads((cfg.workdir / "student" / "metrics.json").read_text())
     assert student["epochs_run"] == 3 and 0 <= student["test"]["acc"] <= 1

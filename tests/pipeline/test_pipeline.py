@@ -10,7 +10,8 @@ from mlflow import MlflowClient
 from gkd.config import build_config
 from gkd.data.store import TAG
 from gkd.llm.models import make_tiny_llama
-from gkd.pipeline import STAGES, read_marker, run_pipeline, stage_hashes
+from gkd.pipeline import read_marker, run_pipeline, stage_hashes
+from gkd.stages import stage_names
 
 @pytest.fixture()
 def tracked(tmp_path, monkeypatch):
@@ -35,18 +36,18 @@ def test_pipeline_tracks_every_stage_and_reuses_finished_ones(ray_local, tmp_pat
     make_tiny_llama(tmp_path / "tiny-llama", texts=TAG.load(cfg.graph_dir, features=False).texts())
 
     first = run_pipeline(cfg)
-    assert list(first["stages"]) == list(STAGES)
+    assert list(first["stages"]) == list(stage_names())
     # ingest ran before the pipeline existed: adopted, not redone (ingest's own hash matched)
     assert all(not r["skipped"] for r in first["stages"].values())
     hashes = stage_hashes(cfg)
-    for stage in STAGES:
+    for stage in stage_names():
         m = read_marker(cfg, stage)
         assert m["status"] == "done" and m["config_hash"] == hashes[stage]
     client = MlflowClient(tracked)
     parent = client.get_run(first["run_id"])
     assert parent.data.params["distill.method"] == "all" and parent.data.params["ingest.encoder.name"] == "hashing"
     kids = _children(client, first["run_id"])
-    assert sorted(kids) == sorted(STAGES)
+    assert sorted(kids) == sorted(stage_names())
     student = first["stages"]["distill"]["summary"]
     d = kids["distill"]
     # rank 0 of the 2 Ray Train workers logged each epoch once

@@ -237,7 +237,11 @@ def test_the_bare_app_serves_the_same_api_without_ray_serve(serve_world):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
+        deadline = time.monotonic() + 60
         while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                pytest.fail(f"uvicorn did not start on 127.0.0.1:{port} within 60 s "
+                            f"({'its thread exited' if not thread.is_alive() else 'still starting'})")
             time.sleep(0.05)
         url, ref, texts = f"http://127.0.0.1:{port}", reference_probs(gnn, tag), tag.texts()
         status, out, _ = call(f"{url}/v1/predict", {"node_ids": [3], "top_k": 3, "nodes": [

@@ -1,4 +1,5 @@
-"""PNG artifacts for MLflow: training curves and confusion matrices (matplotlib, headless)."""
+"""PNGs: training curves and confusion matrices (the stages' MLflow artifacts) and the headless pyplot that
+BENCHMARKS.md's plots use too. Outside gkd/tracking, so that the stages of llm/ and gnn/ do not import tracking."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on cluster nodes
@@ -22,7 +24,7 @@ def curve_png(history: list[dict], keys: list[str], path: str | Path, step_key: 
     keys = [k for k in keys if any(isinstance(r.get(k), (int, float)) for r in history)]
     if not keys:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
         rows = [r for r in history if isinstance(r.get(key), (int, float))]
@@ -49,7 +51,7 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.nd
 def confusion_png(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], path: str | Path,
                   title: str = "") -> Path:
     """Row-normalised confusion matrix (rows: true class, columns: predicted) as a heat map."""
-    plt = _pyplot()
+    plt = pyplot()
     m = confusion(y_true, y_pred, len(class_names)).astype(np.float64)
     m /= np.maximum(m.sum(1, keepdims=True), 1)
     size = max(4.0, 0.18 * len(class_names) + 2)

@@ -5,6 +5,9 @@ The driver hands `live_target()` (tracking URI + run id of the active MLflow run
 per epoch or step. The other ranks' loggers do nothing, so a curve has one point per step however
 many workers train. A tracking server that goes away must not kill training: failures are counted
 and logged once.
+
+It sits beside the stage packages, not in gkd/tracking, so that llm/ and gnn/ (which run before
+tracking in the data flow) log live without importing tracking.
 """
 
 from __future__ import annotations
