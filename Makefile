@@ -36,7 +36,7 @@ test: venv apt-lists wrk
 # The inner loop: no Ray cluster, no Ray Serve or HTTP server, no real model (MiniLM, SmolLM2) downloaded or
 # loaded, nothing slow (markers in pyproject.toml). HF_HUB_OFFLINE makes a stray model download fail, not wait.
 FAST := not ray and not slow and not serve
-test-fast: venv
+test-fast: venv apt-lists
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=10 -m "$(FAST)" tests
 
 # Benchmarks (BENCHMARKS.md): every suite, full profile; `make bench-quick` is the smoke test of every suite

@@ -1,4 +1,5 @@
 import os
+import sys
 
 import pytest
 
@@ -9,6 +10,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "ray_local" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
+
+
+@pytest.fixture(autouse=True)
+def _ray_only_when_marked(request):
+    """A test that starts Ray without the `ray` marker fails (e.g. serve.shutdown() starts a local cluster when
+    none runs), so `-m "not ray"` really runs without one."""
+    ray = sys.modules.get("ray")
+    before = ray is not None and ray.is_initialized()
+    yield
+    ray = sys.modules.get("ray")
+    if not before and ray is not None and ray.is_initialized() and request.node.get_closest_marker("ray") is None:
+        pytest.fail(f"{request.node.nodeid} started a Ray cluster but is not marked `ray`")
 
 
 @pytest.fixture(autouse=True)

@@ -1,15 +1,14 @@
 """Student stage: (Pan's interpreter ->) neighbour-sampled distillation on Ray Train -> full-graph evaluation.
 
-Writes under <workdir>/student/ (or `out_dir`): checkpoint/ (model.safetensors + student.json: the
+Writes under cfg.stage_dir("distill") (<workdir>/student): checkpoint/ (model.safetensors + student.json: the
 GNN spec, class names, feature encoder), logits.npy (N, C) fp16, metrics.json (test/val accuracy
 and macro-F1, per-class report, the teacher's accuracy next to the student's on the same nodes,
-training curve). A finished run with the same inputs is skipped; a killed one resumes from its
-last epoch checkpoint.
+training curve). Whether a finished run is reused is the pipeline's business (stage.json, content
+hash); a killed one resumes from its last epoch checkpoint.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gkd.config import DistillConfig, ExperimentConfig
+from gkd.config import DistillConfig, ExperimentConfig, content_hash
 from gkd.errors import DataError
 from gkd.gnn import losses as L
 from gkd.gnn.inputs import (TEST, VAL, GraphArrays, InterpreterTargets, RationaleTargets, SoftLabels, StudentInputs,
@@ -26,7 +25,9 @@ from gkd.gnn.inputs import (TEST, VAL, GraphArrays, InterpreterTargets, Rational
 from gkd.gnn.models import GNN, build_gnn
 from gkd.gnn.train import (METHOD_LOSSES, EpochHook, LoopConfig, keyword_inputs, repeat_key_edges, tensors,
                            train_distributed)
+from gkd.gnn.stage import DISTILL
 from gkd.live import live_target
+from gkd.llm.stage import RATIONALE, TEACHER
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +35,18 @@ MODEL_FILE = "model.safetensors"
 SPEC_FILE = "student.json"
 
 
-def input_key(cfg: ExperimentConfig, mode: str) -> str:
-    """What decides a run's result: the distill config, the mode, and the files it reads (by size/mtime)."""
-    files = [cfg.graph_dir / "meta.json", cfg.graph_dir / "x.npy"]
-    if mode != "vanilla":
-        files += [cfg.workdir / "teacher" / "covered.npy", cfg.workdir / "teacher" / "soft.npy"]
-    if mode in ("pan", "all", "interpreter"):
-        files += sorted((cfg.workdir / "rationale").glob("part-*.parquet"))
-    stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.exists()]
-    d = cfg.distill.model_dump(mode="json")
-    d.update(mode=mode, files=stamp, encoder=cfg.ingest.encoder.name)
-    for k in ("labels_per_class", "label_pool_per_class"):
-        if d[k] is None:
-            d.pop(k)  # unset: the key of runs made before these knobs existed
-    if mode == "interpreter":  # the interpreter does not depend on the student's method or loss weights
-        for k in ("method", "kd_temperature", "kd_weight", "nce_temperature", "mix"):
-            d.pop(k)
-        for k in ("output_weight", "semantic_weight", "structural_weight", "top_fraction"):
-            d["pan"].pop(k)
-    for k in ("num_workers", "num_cpus_per_worker", "max_failures", "device", "infer_batch_size", "torch_threads"):
-        d.pop(k)  # how it runs, not what it computes (num_workers changes the run: it is in the run name)
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+# what the interpreter does not read: students of other methods and loss weights share one interpreter
+_STUDENT_ONLY = ("method", "kd_temperature", "kd_weight", "nce_temperature", "mix")
+_STUDENT_ONLY_PAN = ("output_weight", "semantic_weight", "structural_weight", "top_fraction")
+
+
+def interpreter_key(cfg: ExperimentConfig) -> str:
+    """content_hash of the distill stage with the student-only fields at their defaults: equal for every
+    student that would train the same interpreter."""
+    d, default = cfg.distill, DistillConfig()
+    pan = d.pan.model_copy(update={k: getattr(default.pan, k) for k in _STUDENT_ONLY_PAN})
+    d = d.model_copy(update={**{k: getattr(default, k) for k in _STUDENT_ONLY}, "pan": pan})
+    return content_hash(cfg.model_copy(update={"distill": d}), DISTILL)
 
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray, nodes: np.ndarray, class_names: list[str] | None = None) -> dict:
@@ -115,7 +107,8 @@ def _train(inputs: StudentInputs, cfg: ExperimentConfig, mode: str, spec: dict, 
     # rank 0 logs each epoch into the active MLflow run (the pipeline's distill stage), if any
     prefix = "interpreter." if mode == "interpreter" else ""
     loop = LoopConfig(distill=d, mode=mode, spec=spec, mlflow=live_target(prefix), epoch_hook=epoch_hook)
-    name = f"{cfg.name}-{mode}-{d.gnn}-w{d.num_workers}-{input_key(cfg, mode)}"
+    key = interpreter_key(cfg) if mode == "interpreter" else content_hash(cfg, DISTILL)
+    name = f"{cfg.name}-{mode}-{d.gnn}-w{d.num_workers}-{key}"
     t = time.time()
     state = train_distributed(ray.put(inputs), loop, (out / "ray").resolve(), name)
     state["wall_s"] = round(time.time() - t, 1)
@@ -144,7 +137,7 @@ def train_interpreter(inputs: StudentInputs, cfg: ExperimentConfig, idir: Path,
                       device: str) -> tuple[np.ndarray, np.ndarray, dict]:
     """Pan's interpreter on rationale-augmented inputs -> (logits (N, C), hidden (N, h), metrics), cached in idir."""
     d = cfg.distill
-    key = input_key(cfg, "interpreter")
+    key = interpreter_key(cfg)
     done = idir / "metrics.json"
     if done.is_file() and json.loads(done.read_text()).get("key") == key:
         return np.load(idir / "logits.npy"), np.load(idir / "hidden.npy"), json.loads(done.read_text())
@@ -183,9 +176,9 @@ def _infer(gnn: GNN, graph: GraphArrays, d: DistillConfig, device: str, what: st
                                device, edge_hook=edge_hook, what=what)
 
 
-def run(cfg: ExperimentConfig, out_dir: Path | None = None, interpreter_dir: Path | None = None) -> dict:
-    """The student stage; out_dir defaults to <workdir>/student, interpreter_dir to <out_dir>/interpreter
-    (students of different methods can share one interpreter)."""
+def run(cfg: ExperimentConfig) -> dict:
+    """The student stage, into cfg.stage_dir("distill"); Pan's interpreter into distill.interpreter_dir (default
+    <stage dir>/interpreter: students of different methods can share one)."""
     from gkd.data.store import TAG
     from gkd.llm.rationale import read_rationales
     from gkd.llm.teacher import eval_nodes
@@ -193,14 +186,9 @@ def run(cfg: ExperimentConfig, out_dir: Path | None = None, interpreter_dir: Pat
 
     d = cfg.distill
     mode = d.method
-    out = Path(out_dir) if out_dir is not None else cfg.workdir / "student"
-    key = input_key(cfg, mode)
+    out = cfg.stage_dir(DISTILL)
+    key = content_hash(cfg, DISTILL)
     metrics_path = out / "metrics.json"
-    if metrics_path.is_file():
-        prior = json.loads(metrics_path.read_text())
-        if prior.get("key") == key and (out / "checkpoint" / MODEL_FILE).is_file():
-            log.info("student %s/%s is up to date in %s; skipped", d.gnn, mode, out)
-            return prior
     device = resolve_device(d.device, "distill.device")
     tag = TAG.load(cfg.graph_dir)
     graph = graph_arrays(tag)
@@ -210,22 +198,22 @@ def run(cfg: ExperimentConfig, out_dir: Path | None = None, interpreter_dir: Pat
         graph.split, counts["label_rate"] = label_rate_split(graph.split, graph.y, d.labels_per_class,
                                                              d.label_pool_per_class, d.seed)
     inputs = StudentInputs(graph)
-    tdir = cfg.workdir / "teacher"
+    tdir = cfg.stage_dir(TEACHER)
     if mode != "vanilla":
         inputs.teacher = teacher_arrays(tdir, tag.num_nodes, tag.num_classes)
         counts["teacher_covered"] = int((inputs.teacher.pos >= 0).sum())
     init_ray(cfg.ray)  # after the inputs are known to be there, so a missing file fails fast
     interpreter = None
     if "pan" in losses:
-        table = read_rationales(cfg.workdir)
+        table = read_rationales(cfg.stage_dir(RATIONALE))
         if table.num_rows == 0:
-            raise DataError(f"{cfg.workdir}/rationale has no rationales: run `gkd rationale` first "
+            raise DataError(f"{cfg.stage_dir(RATIONALE)} has no rationales: run `gkd rationale` first "
                             f"(distill.method={mode} needs them)")
         inputs.rationale, pan_counts = rationale_arrays(table, graph, cfg.ingest.encoder, d.pan,
                                                         cache=out / "pan" / "keywords.npz")
         counts.update(pan_counts)
         inputs.llm_soft = _llm_soft(inputs)
-        i_logits, i_hidden, interpreter = train_interpreter(inputs, cfg, Path(interpreter_dir or out / "interpreter"),
+        i_logits, i_hidden, interpreter = train_interpreter(inputs, cfg, Path(d.interpreter_dir or out / "interpreter"),
                                                             device)
         sem_w, struct_w = pan_weights(inputs.rationale, d.pan.top_fraction)
         inputs.interpreter = InterpreterTargets(logits=i_logits, hidden=i_hidden, sem_w=sem_w, struct_w=struct_w)

@@ -217,7 +217,10 @@ def run_local(cfg: ExperimentConfig, blocking: bool = False) -> str:
 
 def shutdown() -> None:
     """Tear down every Serve application and the Serve controller (Ray itself keeps running)."""
-    serve.shutdown()
+    import ray
+
+    if ray.is_initialized():  # otherwise serve.shutdown() starts a local Ray cluster only to find no Serve on it
+        serve.shutdown()
     while _RUN_DIRS:
         shutil.rmtree(_RUN_DIRS.pop(), ignore_errors=True)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from gkd.config import content_hash
 from gkd.gnn import distill
 from gkd.gnn.inputs import StudentInputs, graph_arrays, teacher_arrays
 from gkd.gnn.train import tensors
@@ -22,9 +23,11 @@ def crash_once(marker: str, kill_rank: int, kill_epoch: int, rank: int, epoch: i
         os._exit(1)
 
 
-def _with(cfg, **distill_updates):
+def _with(cfg, out=None, **distill_updates):
     c = cfg.model_copy(deep=True)
     c.distill = c.distill.model_copy(update=distill_updates)
+    if out is not None:
+        c.stage_dirs = {"distill": out}
     return c
 
 
@@ -32,8 +35,14 @@ def test_distillation_from_a_strong_teacher_beats_vanilla(student_world, tmp_pat
     cfg, tag = student_world
     results = {}
     for method in ("vanilla", "kd", "lingugkd", "pan", "all"):
-        results[method] = distill.run(_with(cfg, method=method), out_dir=tmp_path / method,
-                                      interpreter_dir=tmp_path / "interpreter")
+        c = _with(cfg, tmp_path / method, method=method, interpreter_dir=tmp_path / "interpreter")
+        results[method] = distill.run(c)
+    # pan and all trained the interpreter once, under a key that ignores the student-only fields
+    assert distill.interpreter_key(_with(cfg, method="pan")) == distill.interpreter_key(_with(cfg, method="all",
+                                                                                                    kd_weight=3.0))
+    assert distill.interpreter_key(_with(cfg, method="pan", hidden=8)) != distill.interpreter_key(cfg)
+    metrics = json.loads((tmp_path / "interpreter" / "metrics.json").read_text())
+    assert metrics["key"] == distill.interpreter_key(cfg) and metrics == results["all"]["interpreter"]
     acc = {m: r["test"]["acc"] for m, r in results.items()}
     # 5 labels per class and weak features: labels alone get little; a 90%-accurate teacher on 300 nodes helps
     for method in ("kd", "lingugkd", "pan", "all"):
@@ -53,9 +62,7 @@ def test_distillation_from_a_strong_teacher_beats_vanilla(student_world, tmp_pat
     np.testing.assert_allclose(logits, np.load(tmp_path / "all" / "logits.npy"), atol=2e-2)
     test = np.flatnonzero(tag.split == "test")
     assert round(float((logits[test].argmax(1) == tag.labels[test]).mean()), 4) == m["test"]["acc"]
-    # a rerun with the same inputs is skipped
-    again = distill.run(_with(cfg, method="all"), out_dir=tmp_path / "all", interpreter_dir=tmp_path / "interpreter")
-    assert again == json.loads((tmp_path / "all" / "metrics.json").read_text())
+    assert m["key"] == content_hash(_with(cfg, method="all"), "distill")
 
 
 def test_two_worker_ddp_resumes_after_a_worker_is_killed(student_world, tmp_path):

@@ -112,11 +112,12 @@ def test_llm_soft_prefers_the_teacher():
     graph = GraphArrays(x=np.zeros((n, 1), np.float32), y=np.zeros(n, np.int64), split=np.zeros(n, np.int8),
                         indptr=np.zeros(n + 1, np.int64), indices=np.zeros(0, np.int64), num_classes=2)
     nan = np.full(n, np.nan, np.float32)
-    rationale = RationaleTargets(pos=np.array([0, 1, -1, -1, -1], np.int32), soft=np.array([[1, 0], [1, 0]], np.float32),
+    rationale = RationaleTargets(pos=np.array([0, 1, -1, -1, -1], np.int32),
+                                 soft=np.array([[1, 0], [1, 0]], np.float32),
                                  kw_pos=np.full(n, -1, np.int32), kw_emb=np.zeros((0, 1), np.float32),
                                  key_codes=np.zeros(0, np.int64), sem_score=nan, struct_score=nan)
-    teacher = TeacherTargets(pos=np.array([-1, 0, -1, 1, -1], np.int32), soft=np.array([[0, 1], [0.3, 0.7]], np.float32),
-                             feats=np.zeros((2, 2, 3), np.float16))
+    teacher = TeacherTargets(pos=np.array([-1, 0, -1, 1, -1], np.int32),
+                             soft=np.array([[0, 1], [0.3, 0.7]], np.float32), feats=np.zeros((2, 2, 3), np.float16))
     out = _llm_soft(StudentInputs(graph, teacher=teacher, rationale=rationale))
     assert out.pos.tolist() == [0, 1, -1, 2, -1]
     np.testing.assert_allclose(out.soft, [[1, 0], [0, 1], [0.3, 0.7]])

@@ -51,7 +51,8 @@ def test_key_neighbour_edges_are_repeated_and_keywords_joined():
                                  kw_pos=np.array([-1] * 7 + [0, -1, -1], np.int32),
                                  kw_emb=np.array([[3.0, 4.0, 5.0]], np.float32),
                                  key_codes=np.array([5 * 10 + 7], np.int64),
-                                 sem_score=np.full(10, np.nan, np.float32), struct_score=np.full(10, np.nan, np.float32)))
+                                 sem_score=np.full(10, np.nan, np.float32),
+                                 struct_score=np.full(10, np.nan, np.float32)))
     n_id = torch.tensor([5, 7, 8])
     edge_index = torch.tensor([[1, 2], [0, 0]])  # 7 -> 5 (a key edge), 8 -> 5
     out = repeat_key_edges(A, n_id, edge_index, repeat=3)
