@@ -82,9 +82,13 @@ def run_stage(cfg: ExperimentConfig, stage: str | Stage, track: bool = True, res
         return _execute(cfg, rec, want, marker if done else None, None)
     from gkd.tracking.tracker import Tracker
 
-    params = {s: json.loads(json.dumps(section(cfg, s), default=str)) for s in rec.sections}
+    params = {s: _dump(section(cfg, s)) for s in rec.sections}
     with Tracker(cfg.name, cfg.workdir).stage(rec.name, params) as run:
         return _execute(cfg, rec, want, marker if done else None, run)
+
+
+def _dump(value):
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
 
 
 def _execute(cfg: ExperimentConfig, rec: Stage, want: str, done_marker: dict | None, run) -> dict:

@@ -6,6 +6,7 @@ from gkd.cli import main
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_ingest_prints_summary_then_validate_and_summary(ray_local, tmp_path, capsys):
     out = tmp_path / "w"
     rc = main(["ingest", "--source", "synthetic", "--out", str(out),
@@ -28,6 +29,9 @@ def test_config_error_exits_2_with_key_path(tmp_path, capsys):
     assert "ingest.num_shards: Input should be greater than or equal to 1" in err
 
 
+# ingest starts Ray before it reads a file source, so even a missing path costs a Ray start (~11 s)
+@pytest.mark.ray
+@pytest.mark.slow
 def test_source_and_path_override(tmp_path, capsys):
     assert main(["ingest", "--source", "cora", "--path", str(tmp_path / "nowhere"), "--out", str(tmp_path / "w")]) == 2
     assert "nowhere" in capsys.readouterr().err

@@ -34,6 +34,7 @@ from gkd.bench.report import suite_parser, write_result
 from gkd.config import ExperimentConfig, PartitionConfig, content_hash, load_config, parse_overrides
 from gkd.errors import GkdError
 from gkd.pipeline import MARKER, run_stage
+from gkd.llm.stage import TEACHER
 from gkd.stages import Stage, stage_record
 from gkd.runtime import init_ray, setup_logging
 
@@ -248,7 +249,7 @@ def teacher_config(cfg: ExperimentConfig, teacher: str, budget: int) -> Experime
 
 # The untuned teacher's outputs for the suite's budget, into the pipeline teacher stage's folder (where distill
 # reads them): a stage of this suite whose content is the teacher-side config the pipeline's teacher reads.
-TEACHER_OUTPUTS = Stage(name="teacher_outputs", dir=stage_record("teacher").dir,
+TEACHER_OUTPUTS = Stage(name="teacher_outputs", dir=TEACHER.dir,
                         sections=("llm", "prompt", "rationale.unlabeled_budget", "rationale.seed", "teacher.feature_dim"),
                         inputs=("ingest",), run=lambda cfg: _teacher_outputs(cfg))
 
@@ -298,7 +299,7 @@ def distill_stage(cfg: ExperimentConfig) -> dict:
         return {"reused": True, "key": key, "measured": read_record(cfg.workdir, "distill_epoch", key) or res["summary"]}
     m = res["summary"]
     labels, split = node_arrays(cfg.graph_dir)
-    covered = np.load(cfg.stage_dir("teacher") / "covered.npy")
+    covered = np.load(cfg.stage_dir(TEACHER) / "covered.npy")
     t_pos = np.where(covered, np.cumsum(covered) - 1, -1)
     seeds = len(seed_nodes(labels.astype(np.int64), split_codes(split), METHOD_LOSSES[d.method], d.unlabeled_seeds,
                            d.seed, teacher_pos=t_pos))

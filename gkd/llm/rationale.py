@@ -154,7 +154,7 @@ def write_part(out_dir: Path, rows: dict) -> None:
 
 
 def read_rationales(out_dir: Path) -> pa.Table:
-    """All rationale rows in the stage's folder (`cfg.stage_dir("rationale")`), sorted by node_id."""
+    """All rationale rows in the rationale stage's folder (`cfg.stage_dir(RATIONALE)`), sorted by node_id."""
     parts = sorted(out_dir.glob("part-*.parquet"))
     if not parts:
         return SCHEMA.empty_table()

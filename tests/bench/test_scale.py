@@ -8,6 +8,8 @@ import pytest
 from gkd.bench import scale
 from gkd.data.store import node_arrays
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
 QUICK = scale.PROFILES["quick"]["overrides"]
 
 

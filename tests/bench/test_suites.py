@@ -11,6 +11,9 @@ from gkd.cli import main as gkd_main
 from gkd.data.store import TAG
 from gkd.gnn.inputs import TEST, label_rate_split, split_codes
 
+# every suite runs in its own process with its own Ray cluster; the serve suite starts Ray Serve and the bare app
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.serve]
+
 # scale's quick profile has its own test (tests/bench/test_scale.py)
 SMOKE = [s for s in SUITES if s != "scale"]
 

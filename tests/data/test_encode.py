@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from gkd.config import EncoderConfig
 from gkd.data.encode import FeatureCache, HashingEncoder, encoder_id, make_encoder, text_hashes
@@ -14,6 +15,7 @@ def test_hashing_encoder_is_deterministic_and_normalised():
     assert np.allclose(HashingEncoder(64).encode(["linux kernel image"]), a[2])  # no per-process salt
 
 
+@pytest.mark.slow  # loads the embedded MiniLM
 def test_embedded_minilm_encodes_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     enc = make_encoder(EncoderConfig(name="minilm", max_seq_length=64))

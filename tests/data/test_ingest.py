@@ -14,7 +14,7 @@ from gkd.data.encode import FeatureCache, encoder_id, make_encoder, text_hashes
 from gkd.data.sources import synthetic
 from gkd.errors import GkdError
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def synthetic_cfg(workdir, **ingest_over):

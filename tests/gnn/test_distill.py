@@ -14,6 +14,8 @@ from gkd.gnn import distill
 from gkd.gnn.inputs import StudentInputs, graph_arrays, teacher_arrays
 from gkd.gnn.train import tensors
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # the student world ingests with Ray Data; Ray Train runs
+
 
 def crash_once(marker: str, kill_rank: int, kill_epoch: int, rank: int, epoch: int, metrics: dict) -> None:
     """LoopConfig.epoch_hook of the resume test: rank `kill_rank` dies after epoch `kill_epoch` like an OOM-killed

@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from gkd.gnn.inputs import (TEST, TRAIN, UNLABELED, VAL, GraphArrays, RationaleTargets, StudentInputs,
@@ -69,6 +70,7 @@ def _loop(cfg, method, graph):
     return LoopConfig(distill=d, mode=method, spec=spec)
 
 
+@pytest.mark.slow  # Ray Train runs; the student world ingests with Ray Data (`ray` comes from that fixture)
 def test_fit_is_deterministic_for_a_seed_and_reports_checkpoints(student_world):
     cfg, tag = student_world
     inputs = StudentInputs(graph_arrays(tag), teacher=teacher_arrays(cfg.workdir / "teacher", tag.num_nodes,

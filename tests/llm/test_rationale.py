@@ -2,12 +2,15 @@
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from gkd.llm import rationale
 from gkd.llm.features import OutputWriter, TeacherReadout, evaluate
 from gkd.llm.models import load_teacher
 from gkd.llm.prompts import NodePromptBuilder
 from gkd.llm.score import encode_continuations, score_prompts, soft_labels
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # the world fixture ingests with Ray Data
 
 
 def test_generator_rows_soft_labels_and_counted_fallbacks(world):

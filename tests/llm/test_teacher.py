@@ -3,8 +3,11 @@
 import json
 
 import numpy as np
+import pytest
 
 from gkd.llm import teacher
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # Ray Data ingest, 2-worker DeepSpeed tuning on Ray Train
 
 
 def test_teacher_stage_writes_outputs_and_resumes(world):

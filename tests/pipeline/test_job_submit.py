@@ -23,6 +23,7 @@ from gkd.pipeline import read_marker
 from gkd.stages import stage_names
 from gkd.runtime import free_port
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # a second Ray cluster (`ray start --head`) runs the job
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
 

@@ -27,6 +27,7 @@ def _children(client, parent_id):
     return {r.info.run_name: r for r in runs}
 
 
+@pytest.mark.slow  # `ray` comes from the ray_local fixture
 def test_pipeline_tracks_every_stage_and_reuses_finished_ones(ray_local, tmp_path, tracked, capsys, tiny_config):
     cfg = build_config(tiny_config(tmp_path))
     cfg.workdir.mkdir(parents=True)

@@ -18,7 +18,7 @@ from gkd.serve.model import TeacherService, inductive_logits, layer_inputs, soft
 
 from .conftest import reference_probs
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.serve, pytest.mark.slow]  # Ray Serve (~60 s to start) and uvicorn
 TOKEN = "s3cret-test-token"
 ROOT = Path(__file__).resolve().parents[2]
 

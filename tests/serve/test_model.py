@@ -10,7 +10,7 @@ from gkd.serve.model import (RequestError, StudentService, TeacherService, induc
 
 from .conftest import random_student, reference_probs
 
-pytestmark = pytest.mark.ray  # the fixture ingests with Ray Data
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # the fixture ingests with Ray Data (~35 s)
 
 
 def full_forward(gnn, x: np.ndarray, indptr, indices, extra_src=(), extra_dst=()) -> tuple[np.ndarray, list]:

@@ -14,6 +14,8 @@ from gkd.gnn.distill import save_student
 from gkd.gnn.models import GNN
 from gkd.tracking import registry
 
+pytestmark = pytest.mark.slow  # MLflow pyfunc logging and a fresh-process load: 8 to 47 s a test on 2 cores
+
 
 def _student(path, seed):
     torch.manual_seed(seed)

@@ -53,6 +53,7 @@ def test_tracking_to_sqlite_in_the_workdir(tmp_path, monkeypatch):
     assert list((tmp_path / "w" / "mlartifacts").rglob("config.json"))  # artifacts stay in the work dir
 
 
+@pytest.mark.slow  # an `mlflow server` subprocess: ~30 s on 2 cores
 def test_tracking_to_a_live_mlflow_server(tmp_path, monkeypatch):
     port = free_port()
     server = subprocess.Popen(
