@@ -11,11 +11,16 @@ from gkd.cli import main as gkd_main
 from gkd.data.store import TAG
 from gkd.gnn.inputs import TEST, label_rate_split, split_codes
 
-# every suite runs in its own process with its own Ray cluster; the serve suite starts Ray Serve and the bare app
-pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.serve]
-
 # scale's quick profile has its own test (tests/bench/test_scale.py)
 SMOKE = [s for s in SUITES if s != "scale"]
+
+
+def reads_the_quick_run(test):
+    """The marks of a test that uses `quick`: every suite runs in its own process with its own Ray cluster, and the
+    serve suite starts Ray Serve and the bare uvicorn app (about 8 minutes on 2 cores)."""
+    for mark in (pytest.mark.ray, pytest.mark.slow, pytest.mark.serve):
+        test = mark(test)
+    return test
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +33,7 @@ def quick(tmp_path_factory):
     return root, out, results
 
 
+@reads_the_quick_run
 def test_every_suite_ran_and_wrote_its_result(quick):
     root, out, results = quick
     assert {s: st["rc"] for s, st in out["suites"].items()} == {s: 0 for s in SMOKE}
@@ -44,6 +50,7 @@ def test_every_suite_ran_and_wrote_its_result(quick):
     assert sum(walls) <= rec["total_s"] + 0.05 * (len(walls) + 1) and rec["total_s"] <= out["wall_s"]
 
 
+@reads_the_quick_run
 def test_quality_tables_come_from_the_runs(quick):
     root, _, results = quick
     q = results["quality"]
@@ -66,6 +73,7 @@ def test_quality_tables_come_from_the_runs(quick):
     assert {r["test_nodes"] for r in q["sweep_runs"]} == {sweep["test_nodes"]}
 
 
+@reads_the_quick_run
 def test_cost_stream_sampler_serve_numbers_are_consistent(quick):
     _, _, r = quick
     c = r["cost"]
@@ -88,6 +96,7 @@ def test_cost_stream_sampler_serve_numbers_are_consistent(quick):
             assert point["rps_ratio"] == round(point["batched"]["rps"] / point["unbatched"]["rps"], 3)
 
 
+@reads_the_quick_run
 def test_document_has_every_suite_and_flags_the_quick_profile(quick):
     root, out, _ = quick
     doc = (root / "BENCHMARKS.md").read_text()
