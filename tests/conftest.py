@@ -3,6 +3,11 @@ import sys
 
 import pytest
 
+# Ray Train V2's controller polls its workers every 2 s by default, and a worker's report() waits for that poll:
+# tests train many tiny runs, so they poll faster. Propagated by Ray Train to its controller and workers, and
+# inherited by the bench suites' and the job-submit test's own processes.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+
 
 def pytest_collection_modifyitems(config, items):
     """Every test that uses the session's Ray cluster, directly or through a fixture built on it (fixturenames
