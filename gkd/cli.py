@@ -174,7 +174,7 @@ def cmd_demo(args) -> int:
     from gkd.tracking.stage import REGISTER
 
     cfg = config_from_args(args)
-    print(f"gkd demo: ingest -> rationale -> teacher -> distill -> register -> promote -> serve ({cfg.name}, "
+    print(f"gkd demo: ingest -> rationale -> teacher -> distill -> refine -> register -> promote -> serve ({cfg.name}, "
           f"work dir {cfg.workdir})")
     out = run_pipeline(cfg)
     reg = out["stages"][REGISTER.name]["summary"]
@@ -230,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gkd.stages import pipeline
 
     for name, fn, help_ in [(pipeline()[0].name, cmd_stage, pipeline()[0].help),
-                            ("run", cmd_run, "the pipeline: ingest -> rationale -> teacher -> distill -> register"),
+                            ("run", cmd_run, "the pipeline: ingest -> rationale -> teacher -> distill -> refine -> register"),
                             ("demo", cmd_demo, "the pipeline on the embedded defaults, promotion, one live prediction")]:
         p = sub.add_parser(name, help=help_)
         add_config_args(p)

@@ -45,8 +45,9 @@ class DebianSource(Strict):
 
     kind: Literal["debian"] = "debian"
     lists_dir: Path = Path(DEFAULT_APT_LISTS)
-    # A package's text: its long description (Translation-en), or "short+long".
-    text: Literal["long", "short+long"] = "long"
+    # A package's text: "name: short description" then the long one (Translation-en); or "long" (the
+    # long description alone), or "short+long".
+    text: Literal["name+short+long", "long", "short+long"] = "name+short+long"
     edge_fields: list[Literal["Depends", "Pre-Depends", "Recommends", "Suggests"]] = [
         "Depends",
         "Pre-Depends",
@@ -134,7 +135,7 @@ class SplitConfig(Strict):
     """How splits are drawn for labelled nodes that have none (sources without official splits).
 
     Per class (low-label regime, e.g. 20 train labels per class) or by fractions; the rest of the
-    labelled nodes go to test.
+    labelled nodes go to test, a share of which is then held out of the graph (holdout_fraction).
     """
 
     train_per_class: int | None = Field(20, ge=1)
@@ -142,6 +143,10 @@ class SplitConfig(Strict):
     train_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     val_fraction: float | None = Field(None, ge=0.0, lt=1.0)
     seed: int = 0
+    # Inductive evaluation: round(holdout_fraction * T) of the T labelled test nodes (drawn or given, any
+    # source; seeded by `seed`) become split "holdout": no edge in csr.npz, their edges into the graph in
+    # holdout_edges.npz, to be classified as new nodes (text + neighbours). 0 = none.
+    holdout_fraction: float = Field(0.1, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _one_mode(self) -> "SplitConfig":
@@ -275,10 +280,12 @@ class PanConfig(Strict):
 class DistillConfig(Strict):
     """Student stage: neighbour-sampled GNN distillation on Ray Train (DDP)."""
 
-    gnn: Literal["gcn", "sage", "gat", "gin"] = "sage"
+    # sign: precomputed [x, Āx, .., Ā^K x] (K = num_layers) with a branch per hop; no neighbour sampling
+    gnn: Literal["gcn", "sage", "gat", "gin", "sign"] = "sage"
     method: Literal["vanilla", "kd", "lingugkd", "pan", "all"] = "all"
     hidden: int = Field(128, ge=4)
     num_layers: int = Field(2, ge=1, le=6)
+    root_weight: bool = True  # GCN: a separate weight for the node's own features
     dropout: float = Field(0.5, ge=0, lt=1)
     heads: int = Field(4, ge=1)  # GAT only
     fanouts: list[int] = [15, 10]  # per layer, -1 = all neighbours
@@ -334,6 +341,32 @@ class DistillConfig(Strict):
                              "give one fan-out per layer")
         if any(f == 0 or f < -1 for f in self.fanouts):
             raise ValueError(f"fanouts must be positive or -1 (all neighbours), got {self.fanouts}")
+        return self
+
+
+class RefineConfig(Strict):
+    """Refinement after distillation (gkd.gnn.refine), every choice made on validation nodes only:
+    temperature scaling, the unlabeled nodes' class prior (EM or BBSE) and a prior correction, Correct &
+    Smooth over the graph; then GLNN: the refined predictions distilled back into the inductive student."""
+
+    enabled: bool = True
+    prior: Literal["em", "bbse", "none"] = "em"
+    # Correct & Smooth propagation strengths tried (0 = that step off); the best on prior-reweighted val acc wins
+    correct_alphas: list[float] = [0.0, 0.5, 0.8, 0.95]
+    smooth_alphas: list[float] = [0.0, 0.5, 0.8, 0.95]
+    iterations: int = Field(50, ge=1)
+    # GLNN: a student trained on CE (train labels) + class-balanced KL to the refined predictions
+    glnn: bool = True
+    glnn_weight: float = Field(0.5, ge=0, le=1)  # share of the KL term (1 - this: cross-entropy on labels)
+    glnn_nodes: int | None = Field(16384, ge=1)  # refined nodes seen per epoch (a seeded draw per epoch); None = all
+    glnn_epochs: int | None = Field(None, ge=1)  # None = distill.epochs
+
+    @model_validator(mode="after")
+    def _alphas(self):
+        for name in ("correct_alphas", "smooth_alphas"):
+            values = getattr(self, name)
+            if not values or any(not 0 <= a < 1 for a in values):
+                raise ValueError(f"{name} must be a non-empty list of values in [0, 1), got {values}")
         return self
 
 
@@ -429,6 +462,7 @@ class ExperimentConfig(Strict):
     rationale: RationaleConfig = Field(default_factory=RationaleConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @model_validator(mode="after")

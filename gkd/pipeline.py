@@ -1,4 +1,4 @@
-"""The whole job: ingest -> rationale -> teacher -> distill -> register, tracked in MLflow.
+"""The whole job: ingest -> rationale -> teacher -> distill -> refine -> register, tracked in MLflow.
 
 Each stage writes `<stage dir>/stage.json` (its config hash, status, summary, MLflow run). A rerun
 skips a stage whose marker is `done` with the same hash, so after a failure the pipeline continues

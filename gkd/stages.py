@@ -1,7 +1,7 @@
 """What a stage is: one record per stage, declared next to its code (`gkd/<folder>/stage.py`).
 
-    ingest ──> rationale ──> teacher ──> distill ──> register
-    graph/     rationale/    teacher/    student/    registry/
+    ingest ──> rationale ──> teacher ──> distill ──> refine ──> register
+    graph/     rationale/    teacher/    student/    refined/    registry/
 
 A record holds everything the pipeline, the CLI, jobs/ and the bench need to know about a stage: its
 name, its folder under the work dir (`cfg.stage_dir(name)`), the config sections its content hash
@@ -45,11 +45,11 @@ class Stage:
 def pipeline() -> tuple[Stage, ...]:
     """The pipeline's stages, in order."""
     from gkd.data.stage import INGEST
-    from gkd.gnn.stage import DISTILL
+    from gkd.gnn.stage import DISTILL, REFINE
     from gkd.llm.stage import RATIONALE, TEACHER
     from gkd.tracking.stage import REGISTER
 
-    return INGEST, RATIONALE, TEACHER, DISTILL, REGISTER
+    return INGEST, RATIONALE, TEACHER, DISTILL, REFINE, REGISTER
 
 
 def stage_names() -> tuple[str, ...]:

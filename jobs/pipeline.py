@@ -1,5 +1,5 @@
 """The whole pipeline for `ray job submit` (joins the cluster through RAY_ADDRESS):
-ingest -> rationale -> teacher -> distill -> register, finished stages reused (config hashes).
+ingest -> rationale -> teacher -> distill -> refine -> register, finished stages reused (config hashes).
 
   export RAY_AUTH_MODE=token          # Ray 2.60 clusters protect the jobs API with a token
   ray job submit --address http://127.0.0.1:8265 --working-dir . \

@@ -11,10 +11,11 @@ from gkd.errors import ConfigError, GkdError
 from gkd.pipeline import stage_hashes
 from gkd.stages import Stage, pipeline, stage_names, stage_record
 
-ALL = ("ingest", "rationale", "teacher", "distill", "register")
+ALL = ("ingest", "rationale", "teacher", "distill", "refine", "register")
 # a content field of this top-level section reruns these stages (the first that reads it and all after it)
 RERUNS = {"ingest": ALL, "llm": ALL[1:], "prompt": ALL[1:], "rationale": ALL[1:], "teacher": ALL[2:],
-          "distill": ALL[3:], "name": ALL[4:], "serve": (), "ray": (), "workdir": (), "stage_dirs": ()}
+          "distill": ALL[3:], "refine": ALL[4:], "name": ALL[5:], "serve": (), "ray": (), "workdir": (),
+          "stage_dirs": ()}
 
 
 def _is_runtime(field) -> bool:
@@ -126,7 +127,7 @@ def test_runtime_fields_are_marked_on_the_models():
 
 def test_records_cover_the_pipeline_and_stage_dirs_move_a_stage():
     assert stage_names() == ALL
-    assert [r.dir for r in pipeline()] == ["graph", "rationale", "teacher", "student", "registry"]
+    assert [r.dir for r in pipeline()] == ["graph", "rationale", "teacher", "student", "refined", "registry"]
     for rec in pipeline():
         assert set(rec.inputs) <= set(ALL[:ALL.index(rec.name)]), rec.name  # reads only earlier stages
     cfg = build_config({"workdir": "/w", "stage_dirs": {"distill": "/elsewhere/s1"}})

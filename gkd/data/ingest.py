@@ -1,7 +1,8 @@
 """Ingest stage: a source -> the canonical graph store, sharded and encoded with Ray Data.
 
   source (Ray-free loader, or shard-parallel synthetic generation on Ray Data)
-  -> edges/*.parquet -> csr.npz -> [METIS partition.npy]
+  -> splits drawn, holdout_fraction of the test nodes marked 'holdout' (raw.draw_holdout)
+  -> edges/*.parquet -> csr.npz without the held-out nodes' edges (+ holdout_edges.npz) -> [METIS partition.npy]
   -> nodes/*.parquet (shards follow partition order when enabled)
   -> x.npy via map_batches over an ActorPoolStrategy of encoder actors (cached by content hash)
   -> meta.json (written last; its config_hash (gkd.config.content_hash) lets a rerun skip a finished ingest)
@@ -25,7 +26,7 @@ import gkd
 from gkd.config import EncoderConfig, ExperimentConfig, IngestConfig, PartitionConfig, content_hash
 from gkd.data import store
 from gkd.data.encode import FeatureCache, default_cache_dir, encoder_id, text_hashes
-from gkd.data.raw import draw_split
+from gkd.data.raw import draw_holdout, draw_split
 from gkd.data.sources import load_source
 from gkd.data.sources import synthetic
 from gkd.errors import DataError, GkdError
@@ -66,12 +67,15 @@ def _add_part(table: pa.Table, part) -> pa.Table:
 
 
 def source_datasets(icfg: IngestConfig):
-    """(nodes Dataset, edges Dataset, info) for the configured source; nodes carry node_id."""
+    """(nodes Dataset, edges Dataset, info) for the configured source; nodes carry node_id and their final
+    split; info["holdout"] holds the sorted ids of the held-out nodes."""
     import ray
 
     src = icfg.source
     if src.kind == "synthetic":
-        codes = ray.put(synthetic.split_codes(src, icfg.split))
+        codes = synthetic.split_codes(src, icfg.split)
+        holdout = np.flatnonzero(codes == synthetic.SPLIT_CODES.index("holdout"))
+        codes = ray.put(codes)
         shards = ray.data.range(src.num_shards, override_num_blocks=src.num_shards)
         nodes = shards.map_batches(
             _synthetic_nodes, batch_size=1, fn_kwargs={"cfg": src.model_dump(), "codes": codes,
@@ -79,7 +83,7 @@ def source_datasets(icfg: IngestConfig):
         )
         edges = shards.map_batches(_synthetic_edges, batch_size=1, fn_kwargs={"cfg": src.model_dump()})
         info = {"num_nodes": src.num_nodes, "class_names": synthetic.class_names(src), "directed": False,
-                "notes": [], "stats": {}}
+                "notes": [], "stats": {}, "holdout": holdout}
         return nodes, edges, info
     t0 = time.time()
     raw = load_source(src)
@@ -88,12 +92,13 @@ def source_datasets(icfg: IngestConfig):
         raise DataError(f"source {src.kind} produced no nodes")
     labels = raw.nodes["label"].to_numpy(zero_copy_only=False)
     split = draw_split(labels, np.asarray(raw.nodes["split"].to_pylist(), dtype=object), icfg.split)
+    split = draw_holdout(labels, split, icfg.split)
     nodes = raw.nodes.set_column(raw.nodes.schema.get_field_index("split"), "split", pa.array(split, pa.string()))
     nodes = truncate_text(nodes, icfg.max_text_chars)
     nodes = nodes.add_column(0, "node_id", pa.array(np.arange(raw.num_nodes, dtype=np.int64)))
     blocks = lambda t: [t.slice(a, b - a) for a, b in _batch_bounds(t.num_rows, max(1, -(-t.num_rows // icfg.num_shards)))]
     info = {"num_nodes": raw.num_nodes, "class_names": raw.class_names, "directed": raw.directed,
-            "notes": raw.notes, "stats": raw.stats}
+            "notes": raw.notes, "stats": raw.stats, "holdout": np.flatnonzero(split == "holdout")}
     edges = blocks(raw.edges) if raw.edges.num_rows else [raw.edges]
     return ray.data.from_arrow(blocks(nodes)), ray.data.from_arrow(edges), info
 
@@ -207,7 +212,8 @@ def _cached_dim(cache: FeatureCache) -> int:
 
 
 def clear_store(graph_dir: Path) -> None:
-    for name in ("meta.json", "nodes", "edges", "csr.npz", "x.npy", "x.npy.partial", "partition.npy"):
+    for name in ("meta.json", "nodes", "edges", "csr.npz", "holdout_edges.npz", "x.npy", "x.npy.partial",
+                 "partition.npy"):
         p = graph_dir / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -250,9 +256,14 @@ def run(cfg: ExperimentConfig) -> dict:
     del edges
     indptr, indices = store.build_csr(src, dst, n, directed=info["directed"])
     del src, dst
+    indptr, indices, node, neighbor, between = store.cut_holdout(indptr, indices, info["holdout"])
+    store.save_holdout(graph_dir / "holdout_edges.npz", node, neighbor)
+    holdout = {"fraction": icfg.split.holdout_fraction, "nodes": int(len(info["holdout"])), "edges": int(len(node)),
+               "edges_between_holdout_nodes_dropped": between}
     store.save_csr(graph_dir / "csr.npz", indptr, indices)
     timings["csr_s"] = round(time.time() - t, 2)
-    log.info("CSR: %d nodes, %d entries (%.1fs)", n, len(indices), timings["csr_s"])
+    log.info("CSR: %d nodes, %d entries; %d held-out nodes with %d edges into the graph (%.1fs)", n, len(indices),
+             holdout["nodes"], holdout["edges"], timings["csr_s"])
 
     partition = None
     if icfg.partition.enabled:
@@ -287,6 +298,7 @@ def run(cfg: ExperimentConfig) -> dict:
         "num_classes": len(info["class_names"]),
         "class_names": info["class_names"],
         "split_sizes": stats.pop("split_sizes"),
+        "holdout": holdout,
         "encoder": enc,
         "schema_version": store.SCHEMA_VERSION,
         "directed": info["directed"],

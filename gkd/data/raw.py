@@ -13,7 +13,9 @@ import pyarrow as pa
 
 from gkd.config import SplitConfig
 
-SPLITS = ("train", "val", "test", "unlabeled")
+HOLDOUT = "holdout"
+# A source gives train/val/test/unlabeled (or null); ingest alone makes 'holdout' (draw_holdout).
+SPLITS = ("train", "val", "test", "unlabeled", HOLDOUT)
 
 # Canonical node columns a source fills (node_id is the row position, added by ingest).
 RAW_NODE_SCHEMA = pa.schema(
@@ -87,3 +89,14 @@ def draw_split(labels: np.ndarray, split: np.ndarray | None, cfg: SplitConfig) -
 
 def class_index(names: list[str]) -> dict[str, int]:
     return {name: i for i, name in enumerate(names)}
+
+
+def draw_holdout(labels: np.ndarray, split: np.ndarray, cfg: SplitConfig) -> np.ndarray:
+    """Copy of split (N,) object with round(cfg.holdout_fraction * T) of its T labelled 'test' nodes,
+    drawn with rng [cfg.seed, 71], renamed 'holdout' (the same draw for every source)."""
+    out = np.asarray(split, dtype=object).copy()
+    test = np.flatnonzero((out == "test") & (np.asarray(labels) >= 0))
+    k = int(round(cfg.holdout_fraction * len(test)))
+    if k:
+        out[np.random.default_rng([cfg.seed, 71]).choice(test, size=k, replace=False)] = HOLDOUT
+    return out

@@ -31,6 +31,10 @@ def format_summary(meta: dict) -> str:
         f"  features         {meta['num_nodes']:,} x {enc['dim']} {enc['dtype']} ({enc['id']}; "
         f"{enc.get('encoded', 0):,} encoded, {enc.get('from_cache', 0):,} from cache)",
     ]
+    held = meta.get("holdout") or {}
+    if held.get("nodes"):
+        lines.append(f"  held out         {held['nodes']:,} test nodes, {held['edges']:,} edges into the graph "
+                     "(holdout_edges.npz)")
     if meta.get("partition"):
         p = meta["partition"]
         lines.append(f"  partition        METIS {p['num_parts']} parts, edge cut {p['edge_cut']:,}")

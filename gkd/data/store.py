@@ -3,9 +3,12 @@
 Layout under <workdir>/graph/:
   meta.json                 name, source, counts, class names, split sizes, encoder, schema_version
   nodes/*.parquet           node_id:int64, key:string, text:string, label:int32, split:string[, part:int32]
-  edges/*.parquet           src:int64, dst:int64 (as the source gave them)
+                            split: train/val/test/unlabeled/holdout
+  edges/*.parquet           src:int64, dst:int64 (as the source gave them, held-out nodes' edges included)
   csr.npz                   indptr (N+1,), indices (nnz,), int64; symmetrised unless directed,
-                            deduplicated, no self-loops
+                            deduplicated, no self-loops; no entry touches a held-out node
+  holdout_edges.npz         node (h,), neighbor (h,) int64: the CSR rows the held-out nodes would have had,
+                            less their held-out neighbours; sorted by (node, neighbor), unique
   x.npy                     (N, d) node features, row i = node i
   partition.npy             (N,) int32 METIS part per node (optional)
 meta.json is written last: a store without it is incomplete.
@@ -23,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from gkd.data.raw import EDGE_SCHEMA, SPLITS
+from gkd.data.raw import EDGE_SCHEMA, HOLDOUT, SPLITS
 from gkd.errors import GraphStoreError
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,89 @@ def load_csr(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise GraphStoreError(f"{path} is missing: run `gkd ingest` for this work dir first")
     with np.load(path) as z:
         return z["indptr"], z["indices"]
+
+
+# ----------------------------------------------------------------------------- held-out nodes
+
+
+def cut_holdout(indptr: np.ndarray, indices: np.ndarray, nodes: np.ndarray):
+    """Take `nodes` out of a CSR: (indptr, indices) with no entry touching them; (node, neighbor) (h,) int64
+    their rows' entries to other nodes, sorted as the CSR is; the count of entries between two of them."""
+    n = len(indptr) - 1
+    nodes = np.unique(np.asarray(nodes, dtype=np.int64))
+    held = np.zeros(n, dtype=bool)
+    held[nodes] = True
+    deg = np.diff(indptr)
+    # the held rows' entries, in CSR order
+    deg_held = deg[nodes]
+    first = np.repeat(indptr[:-1][nodes] - np.cumsum(deg_held) + deg_held, deg_held)
+    pos = first + np.arange(len(first), dtype=np.int64)
+    node, neighbor = np.repeat(nodes, deg_held), indices[pos]
+    between = held[neighbor]
+    # entries of the other rows that point at a held node
+    into = np.flatnonzero(held[indices])
+    rows = np.searchsorted(indptr, into, side="right") - 1
+    removed = np.bincount(rows[~held[rows]], minlength=n)
+    keep = ~np.repeat(held, deg)
+    keep[into] = False
+    new_indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.where(held, 0, deg - removed), out=new_indptr[1:])
+    return new_indptr, indices[keep], node[~between], neighbor[~between], int(between.sum())
+
+
+def save_holdout(path: Path, node: np.ndarray, neighbor: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".partial.npz")
+    np.savez(tmp, node=np.asarray(node, dtype=np.int64), neighbor=np.asarray(neighbor, dtype=np.int64))
+    tmp.replace(path)
+
+
+@dataclass
+class Holdout:
+    """Test nodes held out of the graph: nodes (m,) int64 sorted, labels (m,) int32, and per node its
+    (k_i,) int64 neighbours in the graph (the new-node path's input)."""
+
+    nodes: np.ndarray
+    labels: np.ndarray
+    neighbors: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+def read_holdout(graph_dir: str | Path) -> Holdout:
+    """The store's held-out nodes and their neighbours (empty for a store without any, or an older one)."""
+    graph_dir = Path(graph_dir)
+    labels, split = node_arrays(graph_dir)
+    nodes = np.flatnonzero(split == HOLDOUT).astype(np.int64)
+    path = graph_dir / "holdout_edges.npz"
+    if len(nodes) == 0 and not path.is_file():
+        return Holdout(nodes, labels[nodes], [])
+    if not path.is_file():
+        raise GraphStoreError(f"{path} is missing but {len(nodes)} nodes have split 'holdout': rerun ingest")
+    try:
+        with np.load(path) as z:
+            node, neighbor = z["node"], z["neighbor"]
+    except (OSError, ValueError, KeyError) as err:
+        raise GraphStoreError(f"{path} is not an npz with arrays node and neighbor ({err}): rerun ingest") from None
+    if node.shape != neighbor.shape or node.ndim != 1 or not (node.dtype.kind == neighbor.dtype.kind == "i"):
+        raise GraphStoreError(f"{path}: node {node.shape} {node.dtype} and neighbor {neighbor.shape} "
+                              f"{neighbor.dtype} must be equal-length 1-D integer arrays: rerun ingest")
+    node, neighbor = node.astype(np.int64), neighbor.astype(np.int64)
+    n = len(split)
+    for name, v in (("node", node), ("neighbor", neighbor)):
+        if len(v) and (v.min() < 0 or v.max() >= n):
+            raise GraphStoreError(f"{path}: {name} id {int(v[(v < 0) | (v >= n)][0])} outside 0..{n - 1}: rerun ingest")
+    if (split[node] != HOLDOUT).any():
+        raise GraphStoreError(f"{path}: node {int(node[split[node] != HOLDOUT][0])} is not a held-out node "
+                              "(its split is not 'holdout'): rerun ingest")
+    if (split[neighbor] == HOLDOUT).any():
+        raise GraphStoreError(f"{path}: neighbor {int(neighbor[split[neighbor] == HOLDOUT][0])} is itself a "
+                              "held-out node: rerun ingest")
+    key = node * np.int64(n) + neighbor
+    if len(key) > 1 and not (np.diff(key) > 0).all():
+        raise GraphStoreError(f"{path}: rows are not sorted by (node, neighbor) without duplicates: rerun ingest")
+    bounds = np.searchsorted(node, np.concatenate([nodes, [n]]))
+    return Holdout(nodes, labels[nodes], [neighbor[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
 
 
 # ----------------------------------------------------------------------------- tables
@@ -266,9 +352,12 @@ def validate_store(graph_dir: str | Path, check_features: bool = True) -> dict:
     ok = pc.fill_null(pc.is_in(nodes["split"], value_set=pa.array(SPLITS)), False).to_numpy(zero_copy_only=False)
     if not ok.all():
         raise GraphStoreError(f"{graph_dir / 'nodes'}: split {nodes['split'][int(np.argmin(ok))].as_py()!r} not in {SPLITS}")
-    assigned = pc.is_in(nodes["split"], value_set=pa.array(SPLITS[:3])).to_numpy(zero_copy_only=False)
+    assigned = pc.is_in(nodes["split"], value_set=pa.array(["train", "val", "test", HOLDOUT])).to_numpy(
+        zero_copy_only=False)
     if ((labels < 0) & assigned).any():
-        raise GraphStoreError(f"{graph_dir / 'nodes'}: a train/val/test node has label -1")
+        row = int(np.argmax((labels < 0) & assigned))
+        raise GraphStoreError(f"{graph_dir / 'nodes'}: node_id {ids[row]} has split {nodes['split'][row].as_py()!r} "
+                              "and label -1 (train/val/test/holdout nodes need a label)")
     edges = read_table(graph_dir / "edges")
     if edges.schema != EDGE_SCHEMA:
         raise GraphStoreError(f"{graph_dir / 'edges'}: schema {edges.schema} != {EDGE_SCHEMA}")
@@ -283,6 +372,10 @@ def validate_store(graph_dir: str | Path, check_features: bool = True) -> dict:
         raise GraphStoreError(f"{graph_dir / 'csr.npz'}: indptr is not a valid CSR row pointer for {n} nodes")
     if len(indices) and (indices.min() < 0 or indices.max() >= n):
         raise GraphStoreError(f"{graph_dir / 'csr.npz'}: indices outside 0..{n - 1}")
+    held = np.zeros(n, dtype=bool)
+    held[read_holdout(graph_dir).nodes] = True
+    if (np.diff(indptr)[held] > 0).any() or held[indices].any():
+        raise GraphStoreError(f"{graph_dir / 'csr.npz'}: an entry touches a held-out node (split 'holdout'): rerun ingest")
     if check_features:
         x = np.load(graph_dir / "x.npy", mmap_mode="r")
         if x.shape != (n, int(meta["encoder"]["dim"])):

@@ -86,6 +86,17 @@ def save_student(gnn: GNN, out: Path, meta: dict) -> None:
     (out / SPEC_FILE).write_text(json.dumps({"spec": gnn.spec(), **meta}, indent=2))
 
 
+def load_refined(checkpoint_dir: str | Path, info: dict) -> np.ndarray | None:
+    """The refine stage's whole-graph class probabilities (N, C) float32 saved with a student, if any."""
+    if not info.get("refined"):
+        return None
+    path = Path(checkpoint_dir) / info["refined"]
+    if not path.is_file():
+        raise DataError(f"{checkpoint_dir}/student.json names refined predictions {info['refined']!r}, but "
+                        f"{path} is missing")
+    return np.load(path).astype(np.float32)
+
+
 def load_student(checkpoint_dir: str | Path) -> tuple[GNN, dict]:
     """A saved student -> (GNN in eval mode, its student.json)."""
     from safetensors.torch import load_file
@@ -98,16 +109,19 @@ def load_student(checkpoint_dir: str | Path) -> tuple[GNN, dict]:
 
 
 def _train(inputs: StudentInputs, cfg: ExperimentConfig, mode: str, spec: dict, out: Path,
-           epoch_hook: EpochHook | None = None) -> dict:
+           epoch_hook: EpochHook | None = None, key: str | None = None, loop_extra: dict | None = None) -> dict:
     """Ray Train run of `mode` on `inputs` (put once in the object store) -> the final state (+ wall_s).
-    epoch_hook: see LoopConfig (tests only)."""
+    epoch_hook: see LoopConfig (tests only); key: the run's content hash (default: the distill stage's);
+    loop_extra: more LoopConfig fields (GLNN's)."""
     import ray
 
     d = cfg.distill
     # rank 0 logs each epoch into the active MLflow run (the pipeline's distill stage), if any
-    prefix = "interpreter." if mode == "interpreter" else ""
-    loop = LoopConfig(distill=d, mode=mode, spec=spec, mlflow=live_target(prefix), epoch_hook=epoch_hook)
-    key = interpreter_key(cfg) if mode == "interpreter" else content_hash(cfg, DISTILL)
+    prefix = {"interpreter": "interpreter.", "glnn": "glnn."}.get(mode, "")
+    loop = LoopConfig(distill=d, mode=mode, spec=spec, mlflow=live_target(prefix), epoch_hook=epoch_hook,
+                      **(loop_extra or {}))
+    if key is None:
+        key = interpreter_key(cfg) if mode == "interpreter" else content_hash(cfg, DISTILL)
     name = f"{cfg.name}-{mode}-{d.gnn}-w{d.num_workers}-{key}"
     t = time.time()
     state = train_distributed(ray.put(inputs), loop, (out / "ray").resolve(), name)
@@ -142,8 +156,10 @@ def train_interpreter(inputs: StudentInputs, cfg: ExperimentConfig, idir: Path,
     if done.is_file() and json.loads(done.read_text()).get("key") == key:
         return np.load(idir / "logits.npy"), np.load(idir / "hidden.npy"), json.loads(done.read_text())
     g = inputs.graph
-    spec = {"kind": d.gnn, "in_dim": g.x.shape[1] + inputs.rationale.kw_emb.shape[1], "hidden": d.hidden,
-            "num_classes": g.num_classes, "num_layers": d.num_layers, "dropout": d.dropout, "heads": d.heads}
+    # the interpreter passes messages over key-neighbour edges: a SIGN student gets a SAGE interpreter
+    spec = {"kind": "sage" if d.gnn == "sign" else d.gnn, "in_dim": g.x.shape[1] + inputs.rationale.kw_emb.shape[1],
+            "hidden": d.hidden, "num_classes": g.num_classes, "num_layers": d.num_layers, "dropout": d.dropout,
+            "heads": d.heads, "root_weight": d.root_weight}
     icfg = cfg.model_copy(update={"distill": d.model_copy(update={"epochs": d.pan.interpreter_epochs or d.epochs})})
     state = _train(inputs, icfg, "interpreter", spec, idir)
     gnn = build_gnn(spec)
@@ -164,11 +180,31 @@ def train_interpreter(inputs: StudentInputs, cfg: ExperimentConfig, idir: Path,
     return logits, hidden, metrics
 
 
+def student_spec(d: DistillConfig, in_dim: int, num_classes: int) -> dict:
+    """The student's constructor arguments (build_gnn) from the distill config."""
+    if d.gnn == "sign":
+        return {"kind": "sign", "in_dim": in_dim, "hidden": d.hidden, "num_classes": num_classes,
+                "num_layers": d.num_layers, "dropout": d.dropout}
+    return {"kind": d.gnn, "in_dim": in_dim, "hidden": d.hidden, "num_classes": num_classes,
+            "num_layers": d.num_layers, "dropout": d.dropout, "heads": d.heads, "root_weight": d.root_weight}
+
+
+def with_hops(graph: GraphArrays, d: DistillConfig) -> GraphArrays:
+    """The graph with SIGN's precomputed hops when the student is SIGN (computed once per run)."""
+    from gkd.gnn.propagate import hop_features
+
+    if d.gnn == "sign" and graph.hop_x is None:
+        graph.hop_x = hop_features(graph.x, graph.indptr, graph.indices, d.num_layers)
+    return graph
+
+
 def _infer(gnn: GNN, graph: GraphArrays, d: DistillConfig, device: str, what: str, features=None, edge_hook=None):
     """Full-neighbourhood layer-wise inference over every node -> (logits (N, C), hidden (N, h)); features(n_id)
-    defaults to the graph's x rows."""
-    from gkd.gnn.infer import layerwise_inference
+    defaults to the graph's x rows. SIGN: its rows of precomputed hops, in batches (h: the last hop's branch)."""
+    from gkd.gnn.infer import layerwise_inference, sign_inference
 
+    if gnn.kind == "sign":
+        return sign_inference(gnn, graph.features(True), d.infer_batch_size, device)
     if features is None:
         x = tensors(graph).x
         features = lambda n_id: x[n_id]  # noqa: E731
@@ -179,7 +215,9 @@ def _infer(gnn: GNN, graph: GraphArrays, d: DistillConfig, device: str, what: st
 def run(cfg: ExperimentConfig) -> dict:
     """The student stage, into cfg.stage_dir("distill"); Pan's interpreter into distill.interpreter_dir (default
     <stage dir>/interpreter: students of different methods can share one)."""
-    from gkd.data.store import TAG
+    from gkd.data.store import TAG, read_holdout
+    from gkd.gnn.infer import layer_inputs
+    from gkd.gnn.refine import holdout_accuracy
     from gkd.llm.rationale import read_rationales
     from gkd.llm.teacher import eval_nodes
     from gkd.runtime import init_ray, resolve_device
@@ -197,7 +235,7 @@ def run(cfg: ExperimentConfig) -> dict:
     if d.labels_per_class is not None:
         graph.split, counts["label_rate"] = label_rate_split(graph.split, graph.y, d.labels_per_class,
                                                              d.label_pool_per_class, d.seed)
-    inputs = StudentInputs(graph)
+    inputs = StudentInputs(with_hops(graph, d))
     tdir = cfg.stage_dir(TEACHER)
     if mode != "vanilla":
         inputs.teacher = teacher_arrays(tdir, tag.num_nodes, tag.num_classes)
@@ -221,14 +259,16 @@ def run(cfg: ExperimentConfig) -> dict:
     if "pseudo" in losses and inputs.llm_soft is None:
         inputs.llm_soft = _llm_soft(inputs)
 
-    spec = {"kind": d.gnn, "in_dim": graph.x.shape[1], "hidden": d.hidden, "num_classes": tag.num_classes,
-            "num_layers": d.num_layers, "dropout": d.dropout, "heads": d.heads}
+    spec = student_spec(d, graph.x.shape[1], tag.num_classes)
     state = _train(inputs, cfg, mode, spec, out)
     gnn = build_gnn(spec)
     gnn.load_state_dict(state["best_model"])
     t = time.time()
-    logits, _ = _infer(gnn, graph, d, device, "student inference")
+    # every layer's inputs: the logits of all nodes, and what a new node's inductive pass reads
+    layers = layer_inputs(gnn, graph.x, graph.indptr, graph.indices, d.infer_batch_size, device)
+    logits = layers[1]
     infer_s = round(time.time() - t, 1)
+    holdout = holdout_accuracy(gnn, graph, read_holdout(cfg.graph_dir), device, d.infer_batch_size, layers)
 
     labels = graph.y
     teacher_nodes = eval_nodes(tag.labels, tag.split, cfg.teacher.eval_budget, cfg.teacher.seed)
@@ -240,6 +280,8 @@ def run(cfg: ExperimentConfig) -> dict:
         "val": evaluate_logits(logits, labels, np.flatnonzero(graph.split == VAL)),
         # the teacher was scored on a sample of test nodes: the student on exactly those, for a fair comparison
         "teacher_nodes": evaluate_logits(logits, labels, teacher_nodes),
+        # test nodes held out of the graph at ingest, classified as new nodes (features + edges into the graph)
+        "holdout": holdout,
         "teacher": teacher.get("tuned"), "teacher_zero_shot": teacher.get("zero_shot"),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "best_val_sampled": state["best_val"],
         "train_wall_s": state["wall_s"], "infer_wall_s": infer_s, "inputs": counts,

@@ -59,3 +59,90 @@ def layerwise_inference(gnn: GNN, features, indptr: np.ndarray, indices: np.ndar
                  time.perf_counter() - t0)
     logits = torch.cat([gnn.head(h[s : s + batch_size].to(device)).cpu() for s in range(0, n, batch_size)])
     return logits.numpy(), h.numpy()
+
+
+@torch.no_grad()
+def sign_inference(model, hop_x: np.ndarray, batch_size: int = 4096,
+                   device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """SIGN over its precomputed rows (N, (K+1) d) -> logits (N, C) and its last hop's branch h_K (N, hidden)."""
+    model = model.to(device).eval()
+    logits, hidden = [], []
+    for s in range(0, len(hop_x), batch_size):
+        out, reps = model(torch.from_numpy(np.asarray(hop_x[s : s + batch_size], dtype=np.float32)).to(device))
+        logits.append(out.cpu())
+        hidden.append(reps[-1].cpu())
+    return torch.cat(logits).numpy(), torch.cat(hidden).numpy()
+
+
+# ----------------------------------------------------------------------------- every layer, and new nodes
+
+
+class _OneLayer(torch.nn.Module):
+    """Layer `i` of a GNN as a one-layer model, so `layerwise_inference` hands back every layer's output."""
+
+    num_layers = 1
+
+    def __init__(self, gnn, i: int):
+        super().__init__()
+        self.gnn, self.i, self.hidden = gnn, i, gnn.hidden
+        self.head = torch.nn.Identity()
+
+    def layer(self, _: int, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        return self.gnn.layer(self.i, h, edge_index)
+
+
+def layer_inputs(gnn, x, indptr: np.ndarray, indices: np.ndarray, batch_size: int = 4096,
+                 device: str = "cpu") -> tuple[list, np.ndarray]:
+    """Full-neighbourhood inference keeping every layer: ([H_0 = x, H_1 .. H_{L-1}], logits (N, C)) float32.
+
+    SIGN: [P_0 = x, P_1 = Āx, .., P_{K-1}] (what a new node's hops are means of) and its logits."""
+    if gnn.kind == "sign":
+        from gkd.gnn.propagate import hop_features
+
+        hop_x = hop_features(np.asarray(x, dtype=np.float32), indptr, indices, gnn.num_layers)
+        logits, _ = sign_inference(gnn, hop_x, batch_size, device)
+        d = gnn.in_dim
+        return [hop_x[:, k * d : (k + 1) * d] for k in range(gnn.num_layers)], logits
+    gnn = gnn.to(device).eval()
+    hidden, h = [x], x
+    for i in range(gnn.num_layers):
+        rows = (lambda n_id, h=h: torch.from_numpy(np.asarray(h[n_id.numpy()], dtype=np.float32)))
+        h, _ = layerwise_inference(_OneLayer(gnn, i), rows, indptr, indices, batch_size, device,
+                                   what=f"layer inputs, layer {i + 1}")
+        if i < gnn.num_layers - 1:
+            hidden.append(h)
+    with torch.no_grad():
+        logits = torch.cat([gnn.head(torch.from_numpy(h[s : s + batch_size]).to(device)).cpu()
+                            for s in range(0, len(h), batch_size)])
+    return hidden, logits.numpy()
+
+
+@torch.no_grad()
+def inductive_logits(gnn, hidden: list, x_new: np.ndarray, neighbors: list[np.ndarray],
+                     device: str = "cpu") -> np.ndarray:
+    """New nodes x_new (m, d_in) with neighbour ids S_j into the graph -> logits (m, C).
+
+    hidden[l] (N, d_l) is the graph's input to layer l (hidden[0] = x). Row j of layer l's batch is
+    new node j, then the distinct neighbours' cached rows; edges run neighbour -> new node only.
+    SIGN: hop k of a new node is the mean of its neighbours' hop k-1 rows (exact: Ā is row-normalised).
+    """
+    nbrs = [np.unique(np.asarray(s, dtype=np.int64)) for s in neighbors]
+    if gnn.kind == "sign":
+        from gkd.gnn.propagate import mean_of_neighbors
+
+        hops = [np.asarray(x_new, dtype=np.float32)] + [mean_of_neighbors(hidden[k], nbrs)
+                                                        for k in range(gnn.num_layers)]
+        logits, _ = sign_inference(gnn, np.concatenate(hops, axis=1), len(x_new) or 1, device)
+        return logits
+    m = len(x_new)
+    flat = np.concatenate(nbrs) if nbrs else np.zeros(0, dtype=np.int64)
+    uniq, pos = np.unique(flat, return_inverse=True)
+    src = torch.from_numpy(m + pos.reshape(-1))
+    dst = torch.from_numpy(np.repeat(np.arange(m), [len(s) for s in nbrs]))
+    edge_index = torch.stack([src, dst]).long().to(device)
+    gnn = gnn.to(device).eval()
+    h = torch.as_tensor(np.asarray(x_new, dtype=np.float32))
+    for i in range(gnn.num_layers):
+        rows = torch.from_numpy(np.asarray(hidden[i][uniq], dtype=np.float32))  # (|S|, d_i), also for S empty
+        h = gnn.layer(i, torch.cat([h, rows]).to(device), edge_index)[:m]
+    return gnn.head(h).cpu().numpy()

@@ -22,8 +22,8 @@ from gkd.errors import DataError
 
 log = logging.getLogger(__name__)
 
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "unlabeled": 3}
-TRAIN, VAL, TEST, UNLABELED = 0, 1, 2, 3
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "unlabeled": 3, "holdout": 4}
+TRAIN, VAL, TEST, UNLABELED, HOLDOUT = 0, 1, 2, 3, 4  # HOLDOUT: out of the graph (no edges), for inductive eval
 
 
 @dataclass
@@ -37,10 +37,18 @@ class GraphArrays:
     indptr: np.ndarray
     indices: np.ndarray
     num_classes: int
+    # the SIGN student's precomputed [x, Āx, .., Ā^K x] (N, (K+1) d) float32; None for message-passing students
+    hop_x: np.ndarray | None = None
 
     @property
     def num_nodes(self) -> int:
         return len(self.indptr) - 1
+
+    def features(self, sign: bool) -> np.ndarray:
+        """The rows a student reads: hop_x for SIGN, x otherwise."""
+        if sign and self.hop_x is None:
+            raise DataError("the SIGN student needs GraphArrays.hop_x (gkd.gnn.propagate.hop_features)")
+        return self.hop_x if sign else self.x
 
 
 @dataclass
@@ -96,6 +104,15 @@ class InterpreterTargets:
 
 
 @dataclass
+class RefinedTargets:
+    """GLNN's targets: the refined whole-graph class probabilities probs (N, C) float32 and a per-node weight
+    (N,) float32 (class-balanced; 0 where a node must not be fitted: val and held-out nodes)."""
+
+    probs: np.ndarray
+    weight: np.ndarray
+
+
+@dataclass
 class StudentInputs:
     """What one distillation run reads; a part is None when its method does not use it (or it is not made yet)."""
 
@@ -104,10 +121,11 @@ class StudentInputs:
     rationale: RationaleTargets | None = None
     llm_soft: SoftLabels | None = None
     interpreter: InterpreterTargets | None = None
+    refined: RefinedTargets | None = None
 
 
 def split_codes(split: np.ndarray) -> np.ndarray:
-    """(N,) split names -> (N,) int8 codes (TRAIN, VAL, TEST, UNLABELED)."""
+    """(N,) split names -> (N,) int8 codes (TRAIN, VAL, TEST, UNLABELED, HOLDOUT)."""
     out = np.full(len(split), UNLABELED, dtype=np.int8)
     for name, code in SPLIT_CODES.items():
         out[split == name] = code

@@ -47,6 +47,18 @@ def kd_kl(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature
     return kl * (t * t)
 
 
+def weighted_kl(student_logits: torch.Tensor, target_probs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(n, C) logits, (n, C) target probs, (n,) weights >= 0 -> () sum_i w_i KL(p_i || softmax(s_i)) / sum_i w_i."""
+    keep = weight > 0
+    if not bool(keep.any()):
+        return _zero(student_logits)
+    log_p_s = F.log_softmax(student_logits[keep], dim=-1)
+    target = target_probs[keep].to(log_p_s.dtype)
+    kl = (target * (target.clamp_min(_EPS).log() - log_p_s)).sum(1)
+    w = weight[keep].to(kl.dtype)
+    return (w * kl).sum() / w.sum()
+
+
 def pseudo_label_ce(
     logits: torch.Tensor, teacher_probs: torch.Tensor, threshold: float, mask: torch.Tensor
 ) -> tuple[torch.Tensor, int]:

@@ -1,6 +1,14 @@
-"""The student zoo: GCN, GraphSAGE, GAT, GIN (PyG layers) with per-layer representations.
+"""The student zoo: GCN, GraphSAGE, GAT, GIN (PyG layers) and SIGN, with per-layer representations.
 
-GCN uses row normalisation D^-1 (A + I) (see `_gcn`), so layer-wise inference is exact for every kind.
+GCN uses row normalisation D^-1 (A + I) (see `_gcn`), so layer-wise inference is exact for every kind, and by
+default a separate weight for the node's own features (`root_weight`): D^-1 (A + I) alone shrinks a node's
+own text to 1/(d+1) of its input, which costs accuracy wherever the text says more than the neighbours.
+
+SIGN (arXiv 2004.11198) is the precomputed-propagation student: its inputs are [x, Āx, ..., Ā^K x]
+(gkd.gnn.propagate.hop_features, Ā = D^-1 A), each hop has its own linear branch, and a linear head reads
+the branches side by side. It trains on seed rows alone (no neighbour sampling), its hop-k branch is its
+"layer k" for LinguGKD's per-hop alignment, and a new node's inputs are means of its neighbours' cached
+rows (Serve's inductive path).
 
 Every model is `L` message-passing layers of width `hidden` and a linear head. `forward` returns the
 logits and the list of layer outputs h_1..h_L, so the distillation losses can reach each layer
@@ -40,26 +48,32 @@ def _gin(d_in: int, hidden: int, heads: int) -> nn.Module:
 
 
 CONVS = {"gcn": _gcn, "sage": _sage, "gat": _gat, "gin": _gin}
+KINDS = (*CONVS, "sign")
 
 
 class GNN(nn.Module):
     """(n, d_in) node features + edge_index (2, e) -> logits (n, C), [h_1..h_L] each (n, hidden)."""
 
     def __init__(self, kind: str, in_dim: int, hidden: int, num_classes: int, num_layers: int,
-                 dropout: float = 0.5, heads: int = 4):
+                 dropout: float = 0.5, heads: int = 4, root_weight: bool = False):
         super().__init__()
         if kind not in CONVS:
-            raise ConfigError(f"distill.gnn={kind!r} is not one of {sorted(CONVS)}")
+            raise ConfigError(f"distill.gnn={kind!r} is not one of {sorted(KINDS)}")
         self.kind, self.in_dim, self.hidden, self.num_classes = kind, in_dim, hidden, num_classes
         self.num_layers, self.dropout, self.heads = num_layers, dropout, heads
+        self.root_weight = bool(root_weight and kind == "gcn")
         dims = [in_dim] + [hidden] * num_layers
         self.convs = nn.ModuleList(CONVS[kind](dims[i], hidden, heads) for i in range(num_layers))
+        # GCN's own-feature weight: h_i W_root + sum_j h_j W / (d_i + 1)
+        self.roots = (nn.ModuleList(nn.Linear(dims[i], hidden, bias=False) for i in range(num_layers))
+                      if self.root_weight else None)
         self.head = nn.Linear(hidden, num_classes)
 
     def spec(self) -> dict:
         """Constructor arguments (what a loader needs to rebuild the model)."""
         return {"kind": self.kind, "in_dim": self.in_dim, "hidden": self.hidden, "num_classes": self.num_classes,
-                "num_layers": self.num_layers, "dropout": self.dropout, "heads": self.heads}
+                "num_layers": self.num_layers, "dropout": self.dropout, "heads": self.heads,
+                "root_weight": self.root_weight}
 
     def layer(self, i: int, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """Layer i (0-based) on (n, d) -> (n, hidden); used by sampled training and layer-wise inference."""
@@ -67,7 +81,10 @@ class GNN(nn.Module):
         if self.kind == "gcn":
             edge_index, _ = add_self_loops(edge_index, num_nodes=h.size(0))
             weight = 1.0 / degree(edge_index[1], h.size(0), dtype=h.dtype)[edge_index[1]]
-            return F.relu(self.convs[i](h, edge_index, weight))
+            out = self.convs[i](h, edge_index, weight)
+            if self.roots is not None:  # rows 0..n_dst-1 of h are the targets (sampled and layer-wise batches)
+                out = out + self.roots[i](h)
+            return F.relu(out)
         return F.relu(self.convs[i](h, edge_index))
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, num_sampled_nodes: list[int] | None = None,
@@ -83,6 +100,40 @@ class GNN(nn.Module):
         return self.head(F.dropout(h, p=self.dropout, training=self.training)), reps
 
 
-def build_gnn(spec: dict) -> GNN:
+class SIGN(nn.Module):
+    """[P_0 .. P_K] (n, (K+1) d_in), P_k = Ā^k x -> logits (n, C), [h_1..h_K] each (n, hidden).
+
+    h_k = relu(W_k P_k) per hop; logits = head([h_0 .. h_K]). `num_layers` is K, so LinguGKD aligns the
+    hop-k branch to the teacher's hop-k features as it aligns a message-passing student's layer k."""
+
+    kind = "sign"
+
+    def __init__(self, in_dim: int, hidden: int, num_classes: int, num_layers: int, dropout: float = 0.5):
+        super().__init__()
+        self.in_dim, self.hidden, self.num_classes, self.num_layers = in_dim, hidden, num_classes, num_layers
+        self.dropout = dropout
+        self.branches = nn.ModuleList(nn.Linear(in_dim, hidden) for _ in range(num_layers + 1))
+        self.head = nn.Linear((num_layers + 1) * hidden, num_classes)
+
+    def spec(self) -> dict:
+        return {"kind": "sign", "in_dim": self.in_dim, "hidden": self.hidden, "num_classes": self.num_classes,
+                "num_layers": self.num_layers, "dropout": self.dropout}
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor | None = None, num_sampled_nodes=None,
+                num_sampled_edges=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x holds the precomputed hops of each row; edges are not read (the propagation is in x)."""
+        hops = x.split(self.in_dim, dim=1)
+        if len(hops) != self.num_layers + 1:
+            raise ValueError(f"SIGN with {self.num_layers} hops needs {(self.num_layers + 1) * self.in_dim} input "
+                             f"columns, got {x.shape[1]}")
+        hs = [F.relu(b(F.dropout(p, p=self.dropout, training=self.training))) for b, p in zip(self.branches, hops)]
+        z = F.dropout(torch.cat(hs, dim=1), p=self.dropout, training=self.training)
+        return self.head(z), hs[1:]
+
+
+def build_gnn(spec: dict) -> nn.Module:
+    """A student from its spec (a GNN or SIGN); specs saved before root_weight existed load without it."""
+    if spec["kind"] == "sign":
+        return SIGN(spec["in_dim"], spec["hidden"], spec["num_classes"], spec["num_layers"], spec.get("dropout", 0.5))
     return GNN(spec["kind"], spec["in_dim"], spec["hidden"], spec["num_classes"], spec["num_layers"],
-               spec.get("dropout", 0.5), spec.get("heads", 4))
+               spec.get("dropout", 0.5), spec.get("heads", 4), spec.get("root_weight", False))

@@ -62,3 +62,42 @@ DISTILL = Stage(
     artifacts=_artifacts, report=_report,
     line=lambda s: f"student {s.get('gnn')}/{s.get('method')} test acc {(s.get('test') or {}).get('acc')}",
     help="distill the teacher into a GNN (Ray Train, sampled, DDP)")
+
+
+def _run_refine(cfg) -> dict:
+    from gkd.gnn import refine
+
+    return refine.run(cfg)
+
+
+def served_checkpoint(cfg) -> Path:
+    """What register logs and Serve loads: the refine stage's checkpoint (the GLNN student + refined.npy for
+    known nodes) when refinement is on, else the distill stage's."""
+    return cfg.stage_dir(REFINE) / "checkpoint" if cfg.refine.enabled else student_checkpoint(cfg)
+
+
+def format_refined(m: dict) -> str:
+    if not m.get("enabled", True):
+        return "refine: off (refine.enabled: false)"
+    raw, ref, c = m["raw"], m["refined"], m["choice"]
+    line = (f"refined {m['gnn']}/{m['method']}: test acc {raw['test']['acc']} raw -> {ref['test']['acc']} refined "
+            f"(T={c['temperature']:.3g}, prior correction {c['prior_correction']}, C&S alphas "
+            f"{c['correct_alpha']}/{c['smooth_alpha']}, chosen on prior-reweighted val acc)")
+    new = m.get("glnn") or raw
+    line += (f"; new nodes ({'GLNN student' if 'glnn' in m else 'student'}): {new['holdout']['acc']} on "
+             f"{new['holdout']['nodes']} held-out nodes")
+    return line
+
+
+def _refine_artifacts(cfg, summary: dict, tmp: Path) -> list:
+    path = cfg.stage_dir(REFINE) / "metrics.json"
+    return [path] if path.is_file() else []
+
+
+REFINE = Stage(
+    name="refine", dir="refined", sections=("refine",), inputs=("ingest", "distill"), run=_run_refine,
+    artifacts=_refine_artifacts, report=lambda cfg, m: f"{format_refined(m)}\n  checkpoint       "
+                                                     f"{served_checkpoint(cfg)}",
+    line=lambda s: (f"refined test acc {((s.get('refined') or {}).get('test') or {}).get('acc')}"
+                    if s.get("enabled", True) else "off"),
+    help="temperature, class prior and Correct & Smooth on val; GLNN back into the inductive student")

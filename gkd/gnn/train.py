@@ -30,8 +30,8 @@ from torch import nn
 from gkd.config import DistillConfig
 from gkd.errors import GkdError
 from gkd.gnn import losses as L
-from gkd.gnn.inputs import TRAIN, VAL, GraphArrays, RationaleTargets, StudentInputs
-from gkd.gnn.models import GNN
+from gkd.gnn.inputs import HOLDOUT, TRAIN, VAL, GraphArrays, RationaleTargets, StudentInputs
+from gkd.gnn.models import GNN, build_gnn
 from gkd.live import RankZeroLogger
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ METHOD_LOSSES = {
     "pan": ("ce", "pseudo", "pan"),
     "all": ("ce", "kd", "pseudo", "nce", "pan"),
     "interpreter": ("ce", "soft", "pseudo"),
+    # GLNN (arXiv 2110.08727): the refined whole-graph predictions distilled back into the inductive student
+    "glnn": ("ce", "glnn"),
 }
 
 
@@ -65,6 +67,12 @@ class LoopConfig:
     spec: dict
     mlflow: dict | None = None
     epoch_hook: EpochHook | None = None
+    glnn_weight: float = 0.5  # glnn: share of the KL to the refined predictions (the rest: CE on labels)
+    glnn_nodes: int | None = None  # glnn: refined nodes drawn per epoch (None = all with a weight)
+
+    @property
+    def sign(self) -> bool:
+        return self.spec["kind"] == "sign"
 
 
 def tensors(inputs):
@@ -98,10 +106,20 @@ def seed_nodes(y: np.ndarray, split: np.ndarray, losses: tuple[str, ...], unlabe
     if "pan" in losses and rationale_pos is not None:
         keep |= rationale_pos >= 0
     if "pan" in losses and unlabeled_seeds:
-        rest = np.flatnonzero(~keep & (split != VAL))
+        rest = np.flatnonzero(~keep & (split != VAL) & (split != HOLDOUT))  # held-out nodes are not in the graph
         rng = np.random.default_rng([seed, 53])
         keep[rng.choice(rest, size=min(unlabeled_seeds, len(rest)), replace=False)] = True
     return np.flatnonzero(keep)
+
+
+def glnn_seeds(g: GraphArrays, refined, nodes: int | None, seed: int, epoch: int) -> np.ndarray:
+    """GLNN's seeds of an epoch: the labelled train nodes plus `nodes` refined nodes (weight > 0) drawn for
+    this epoch (all of them when None), sorted."""
+    train = (g.split == TRAIN) & (g.y >= 0)
+    pool = np.flatnonzero((refined.weight > 0) & ~train)
+    if nodes is not None and nodes < len(pool):
+        pool = np.random.default_rng([seed, epoch, 97]).choice(pool, size=nodes, replace=False)
+    return np.union1d(np.flatnonzero(train), pool)
 
 
 def epoch_shard(seeds: np.ndarray, seed: int, epoch: int, rank: int, world: int, batch_size: int) -> np.ndarray:
@@ -116,9 +134,9 @@ class Distiller(nn.Module):
     """The GNN plus the learnable parts of the loss (LinguGKD projectors and mixes); forward -> (loss, parts)."""
 
     def __init__(self, gnn: GNN, cfg: DistillConfig, losses: tuple[str, ...], teacher_dim: int | None,
-                 hops: int):
+                 hops: int, glnn_weight: float = 0.5):
         super().__init__()
-        self.gnn, self.cfg, self.losses = gnn, cfg, losses
+        self.gnn, self.cfg, self.losses, self.glnn_weight = gnn, cfg, losses, glnn_weight
         self.aligned = min(gnn.num_layers, hops) if "nce" in losses else 0
         self.align = None
         if self.aligned:
@@ -146,6 +164,9 @@ class Distiller(nn.Module):
             parts["pseudo"], _ = L.pseudo_label_ce(logits, t["l_soft"], cfg.pseudo_threshold,
                                                    t["l_covered"] & ~t["train"])
             total = total + cfg.pseudo_weight * parts["pseudo"]
+        if "glnn" in want:  # class-balanced KL to the refined predictions, mixed with CE on the labels
+            parts["glnn"] = L.weighted_kl(logits, t["r_probs"], t["r_weight"])
+            total = (1 - self.glnn_weight) * parts["ce"] + self.glnn_weight * parts["glnn"]
         if "pan" in want:
             p = cfg.pan
             everyone = torch.ones_like(t["train"])
@@ -207,6 +228,9 @@ def batch_targets(A: StudentInputs, n_id: torch.Tensor, bs: int, losses: tuple[s
         pos = soft.pos[seeds].long()
         t["l_covered"] = pos >= 0
         t["l_soft"] = soft.soft[pos.clamp(min=0)] if len(soft.soft) else torch.zeros((bs, A.graph.num_classes))
+    if "glnn" in losses:
+        t["r_probs"] = A.refined.probs[seeds].float()
+        t["r_weight"] = A.refined.weight[seeds].float()
     if "pan" in losses:
         i = A.interpreter
         t["i_logits"] = i.logits[seeds].float()
@@ -216,12 +240,15 @@ def batch_targets(A: StudentInputs, n_id: torch.Tensor, bs: int, losses: tuple[s
     return {k: ([v.to(device) for v in val] if isinstance(val, list) else val.to(device)) for k, val in t.items()}
 
 
-def _loader(g: GraphArrays, nodes: np.ndarray, fanouts: list[int], batch_size: int, seed: int):
+def _loader(g: GraphArrays, nodes: np.ndarray, fanouts: list[int], batch_size: int, seed: int, sign: bool = False):
+    """Batches of `nodes` with their sampled neighbourhoods; SIGN reads its seeds' precomputed rows alone."""
     from torch_geometric.loader import NodeLoader
 
     from gkd.gnn.sampler import make_sampler, node_data
 
-    data = node_data(g.x, g.y, g.x.shape[0])
+    x = g.features(sign)
+    fanouts = [] if sign else fanouts
+    data = node_data(x, g.y, x.shape[0])
     sampler = make_sampler(g.indptr, g.indices, fanouts, seed=seed)
     return NodeLoader(data, node_sampler=sampler, input_nodes=torch.from_numpy(np.asarray(nodes, dtype=np.int64)),
                       batch_size=batch_size, shuffle=False)
@@ -247,7 +274,8 @@ def evaluate_sampled(gnn: GNN, A: StudentInputs, nodes: np.ndarray, cfg: Distill
     """(correct, total) on labelled `nodes`, one sampled neighbourhood each (a fixed sampler seed); A holds tensors."""
     gnn.eval()
     correct = total = 0
-    for batch in _loader(A.graph, nodes, cfg.fanouts, cfg.infer_batch_size, seed=_step_seed(cfg.seed, 10**6)):
+    for batch in _loader(A.graph, nodes, cfg.fanouts, cfg.infer_batch_size, seed=_step_seed(cfg.seed, 10**6),
+                         sign=gnn.kind == "sign"):
         x, ei, nsn, nse = _inputs(A, batch, mode, cfg.pan.key_edge_repeat, device)
         logits, _ = gnn(x, ei, nsn, nse)
         y = batch.y[: batch.batch_size].to(device)
@@ -279,10 +307,10 @@ def fit(inputs: StudentInputs, loop: LoopConfig, rank: int = 0, world: int = 1, 
     losses = METHOD_LOSSES[mode]
     A = tensors(inputs)
     torch.manual_seed(cfg.seed)
-    gnn = GNN(**loop.spec)
+    gnn = build_gnn(loop.spec)
     teacher = inputs.teacher
     module = Distiller(gnn, cfg, losses, teacher.dim if teacher is not None else None,
-                       teacher.hops if teacher is not None else 0).to(device)
+                       teacher.hops if teacher is not None else 0, loop.glnn_weight).to(device)
     optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "best_val": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": [], "best_model": None}
     if prior is not None:
@@ -309,11 +337,13 @@ def fit(inputs: StudentInputs, loop: LoopConfig, rank: int = 0, world: int = 1, 
     for epoch in range(state["epoch"], cfg.epochs):
         if state["bad_epochs"] >= cfg.patience:
             break
-        shard = epoch_shard(seeds, cfg.seed, epoch, rank, world, cfg.batch_size)
+        epoch_seeds = seeds if mode != "glnn" else glnn_seeds(g, inputs.refined, loop.glnn_nodes, cfg.seed, epoch)
+        shard = epoch_shard(epoch_seeds, cfg.seed, epoch, rank, world, cfg.batch_size)
         torch.manual_seed(_step_seed(cfg.seed, epoch, rank))  # dropout draws
         trained.train()
         sums, steps = {}, 0
-        for batch in _loader(A.graph, shard, cfg.fanouts, cfg.batch_size, seed=_step_seed(cfg.seed, epoch, rank, 1)):
+        for batch in _loader(A.graph, shard, cfg.fanouts, cfg.batch_size, seed=_step_seed(cfg.seed, epoch, rank, 1),
+                             sign=loop.sign):
             bs = int(batch.batch_size)
             x, ei, nsn, nse = _inputs(A, batch, mode, cfg.pan.key_edge_repeat, device)
             t = batch_targets(A, batch.n_id, bs, losses, device)

@@ -49,9 +49,10 @@ SCHEMA = pa.schema(
 
 
 def select_budget(labels: np.ndarray, split: np.ndarray, cfg: RationaleConfig) -> np.ndarray:
-    """Sorted node ids: every node in cfg.splits plus `unlabeled_budget` others drawn with cfg.seed."""
+    """Sorted node ids: every node in cfg.splits plus `unlabeled_budget` others drawn with cfg.seed
+    (never a held-out node: those stay unseen until the inductive evaluation)."""
     base = np.isin(split.astype(str), cfg.splits)
-    rest = np.flatnonzero(~base)
+    rest = np.flatnonzero(~base & (split != "holdout"))
     rng = np.random.default_rng([cfg.seed, 31])
     extra = rng.choice(rest, size=min(cfg.unlabeled_budget, len(rest)), replace=False) if len(rest) else rest
     return np.sort(np.concatenate([np.flatnonzero(base), extra]).astype(np.int64))

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from gkd.config import ServeConfig
-from gkd.serve.model import STUDENT, TEACHER, Query, RequestError, StudentService
+from gkd.serve.model import TEACHER, Query, RequestError, StudentService
 
 
 class NewNode(BaseModel):
@@ -50,7 +50,10 @@ class Prediction(BaseModel):
     label: str
     confidence: float
     probabilities: dict[str, float] = Field(description="the top_k classes, most probable first")
-    answered_by: str = Field(description="'student', or 'teacher' when the cascade passed a low-confidence answer on")
+    answered_by: str = Field(description="'refined' (a known node, from the refine stage's whole-graph predictions), "
+                                         "'student' (a new node; or a known one when the model has no refined "
+                                         "predictions), or 'teacher' when the cascade passed a low-confidence "
+                                         "answer on")
 
 
 class PredictResponse(BaseModel):
@@ -114,7 +117,7 @@ def build_api(service: StudentService, student: StudentFn, teacher: TeacherFn | 
     async def predict(req: PredictRequest):
         q = service.parse(req.node_ids, req.keys, [n.model_dump() for n in req.nodes], req.top_k)
         probs = await student(q)
-        by = [STUDENT] * len(q)
+        by = service.answered_by(q)
         if teacher is not None:
             conf = probs.max(1)
             low = np.arange(len(q)) if cascade.threshold >= 1.0 else np.flatnonzero(conf < cascade.threshold)

@@ -22,10 +22,11 @@ import torch
 
 from gkd.config import EncoderConfig, ExperimentConfig
 from gkd.errors import GkdError
+from gkd.gnn.infer import inductive_logits, layer_inputs  # noqa: F401  (the serve tests import them from here)
 
 log = logging.getLogger(__name__)
 
-STUDENT, TEACHER = "student", "teacher"
+STUDENT, TEACHER, REFINED = "student", "teacher", "refined"
 
 
 class RequestError(GkdError):
@@ -37,62 +38,6 @@ class RequestError(GkdError):
 
 
 # ----------------------------------------------------------------------------- student: inference
-
-
-class _OneLayer(torch.nn.Module):
-    """Layer `i` of a GNN as a one-layer model, so `layerwise_inference` hands back every layer's output."""
-
-    num_layers = 1
-
-    def __init__(self, gnn, i: int):
-        super().__init__()
-        self.gnn, self.i, self.hidden = gnn, i, gnn.hidden
-        self.head = torch.nn.Identity()
-
-    def layer(self, _: int, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        return self.gnn.layer(self.i, h, edge_index)
-
-
-def layer_inputs(gnn, x, indptr: np.ndarray, indices: np.ndarray, batch_size: int = 4096,
-                 device: str = "cpu") -> tuple[list, np.ndarray]:
-    """Full-neighbourhood inference keeping every layer: ([H_0 = x, H_1 .. H_{L-1}], logits (N, C)) float32."""
-    from gkd.gnn.infer import layerwise_inference
-
-    gnn = gnn.to(device).eval()
-    hidden, h = [x], x
-    for i in range(gnn.num_layers):
-        rows = (lambda n_id, h=h: torch.from_numpy(np.asarray(h[n_id.numpy()], dtype=np.float32)))
-        h, _ = layerwise_inference(_OneLayer(gnn, i), rows, indptr, indices, batch_size, device,
-                                   what=f"serve cache, layer {i + 1}")
-        if i < gnn.num_layers - 1:
-            hidden.append(h)
-    with torch.no_grad():
-        logits = torch.cat([gnn.head(torch.from_numpy(h[s : s + batch_size]).to(device)).cpu()
-                            for s in range(0, len(h), batch_size)])
-    return hidden, logits.numpy()
-
-
-@torch.no_grad()
-def inductive_logits(gnn, hidden: list, x_new: np.ndarray, neighbors: list[np.ndarray],
-                     device: str = "cpu") -> np.ndarray:
-    """New nodes x_new (m, d_in) with neighbour ids S_j into the graph -> logits (m, C).
-
-    hidden[l] (N, d_l) is the graph's input to layer l (hidden[0] = x). Row j of layer l's batch is
-    new node j, then the distinct neighbours' cached rows; edges run neighbour -> new node only.
-    """
-    m = len(x_new)
-    nbrs = [np.unique(np.asarray(s, dtype=np.int64)) for s in neighbors]
-    flat = np.concatenate(nbrs) if nbrs else np.zeros(0, dtype=np.int64)
-    uniq, pos = np.unique(flat, return_inverse=True)
-    src = torch.from_numpy(m + pos.reshape(-1))
-    dst = torch.from_numpy(np.repeat(np.arange(m), [len(s) for s in nbrs]))
-    edge_index = torch.stack([src, dst]).long().to(device)
-    gnn = gnn.to(device).eval()
-    h = torch.as_tensor(np.asarray(x_new, dtype=np.float32))
-    for i in range(gnn.num_layers):
-        rows = torch.from_numpy(np.asarray(hidden[i][uniq], dtype=np.float32))  # (|S|, d_i), also for S empty
-        h = gnn.layer(i, torch.cat([h, rows]).to(device), edge_index)[:m]
-    return gnn.head(h).cpu().numpy()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -132,7 +77,8 @@ def _listing(values, limit: int = 10) -> str:
 class StudentService:
     """The student over one graph: cached answers for its N nodes, inductive answers for new ones."""
 
-    def __init__(self, gnn, info: dict, tag, model_info: dict, cfg: ExperimentConfig, encoder=None):
+    def __init__(self, gnn, info: dict, tag, model_info: dict, cfg: ExperimentConfig, encoder=None,
+                 refined: np.ndarray | None = None):
         s = cfg.serve
         self.cfg, self.scfg, self.gnn, self.info, self.model_info = cfg, s, gnn.eval(), info, model_info
         self.class_names = list(info["class_names"])
@@ -146,6 +92,14 @@ class StudentService:
         t = time.perf_counter()
         self.hidden, logits = layer_inputs(self.gnn, tag.x, tag.indptr, tag.indices, s.infer_batch_size, self.device)
         self.probs = softmax(logits)
+        # known nodes: the refine stage's whole-graph predictions when the model carries them (refined.npy)
+        self.known_by = STUDENT
+        if refined is not None:
+            if refined.shape != self.probs.shape:
+                raise GkdError(f"the model's refined predictions are {refined.shape[0]} x {refined.shape[1]}, the "
+                               f"graph {tag.graph_dir} has {self.probs.shape[0]} nodes x {self.probs.shape[1]} "
+                               "classes: serve the model with the graph it was refined on")
+            self.probs, self.known_by = np.asarray(refined, dtype=np.float32), REFINED
         self.keys = _node_keys(tag.graph_dir, tag.num_nodes)
         self._key_index: dict[str, int] | None = None
         self.encoder = encoder if encoder is not None else graph_encoder(tag.meta, s.device, s.torch_threads)
@@ -159,9 +113,9 @@ class StudentService:
 
         if cfg.serve.torch_threads:
             torch.set_num_threads(cfg.serve.torch_threads)
-        gnn, info, model_info = load_served_student(cfg, tracking_uri)
+        gnn, info, model_info, refined = load_served_student(cfg, tracking_uri)
         tag = TAG.load(cfg.graph_dir)
-        return cls(gnn, info, tag, model_info, cfg)
+        return cls(gnn, info, tag, model_info, cfg, refined=refined)
 
     # -- request -> Query (semantic checks; the schema's types are checked by pydantic before)
 
@@ -235,6 +189,10 @@ class StudentService:
             out.append(rows)
         return out
 
+    def answered_by(self, q: Query) -> list[str]:
+        """Per row of a query: who answers it (known nodes: refined or student; new nodes: the student)."""
+        return [self.known_by] * len(q.ids) + [STUDENT] * len(q.texts)
+
     # -- answers
 
     def answer(self, q: Query, probs: np.ndarray, answered_by: list[str]) -> dict:
@@ -259,6 +217,12 @@ class StudentService:
         enc = self.info.get("encoder", {})
         return {**self.model_info, "graph": self.info.get("graph"), "gnn": self.info.get("gnn"),
                 "method": self.info.get("method"), "num_nodes": self.num_nodes,
+                "answers": {"known_nodes": self.known_by, "new_nodes": STUDENT,
+                            "known_nodes_from": ("the refine stage's whole-graph predictions (temperature, class "
+                                                 "prior, Correct & Smooth)" if self.known_by == REFINED
+                                                 else "the student's full-neighbourhood inference"),
+                            "new_nodes_from": f"the {self.info.get('new_nodes', 'student')} student, inductively "
+                                              "(the node's text and its neighbours' cached rows)"},
                 "num_classes": len(self.class_names), "class_names": self.class_names,
                 "encoder": {k: enc.get(k) for k in ("id", "name", "dim")},
                 "limits": {"max_nodes_per_request": self.scfg.max_nodes_per_request,
@@ -297,8 +261,9 @@ def graph_encoder(meta: dict, device: str, torch_threads: int | None):
 
 
 def load_served_student(cfg: ExperimentConfig, tracking_uri: str | None = None):
-    """(GNN, student.json, model info) from serve.checkpoint, else from models:/<model>@<alias> in MLflow."""
-    from gkd.gnn.distill import load_student
+    """(student, student.json, model info, refined (N, C) or None) from serve.checkpoint, else from
+    models:/<model>@<alias> in MLflow."""
+    from gkd.gnn.distill import load_refined, load_student
 
     s = cfg.serve
     if s.checkpoint is not None:
@@ -308,7 +273,8 @@ def load_served_student(cfg: ExperimentConfig, tracking_uri: str | None = None):
         gnn, info = load_student(s.checkpoint)
         return gnn, info, {"name": f"{cfg.name}-student", "version": None, "alias": None, "source": "checkpoint",
                            "uri": str(Path(s.checkpoint).resolve()),
-                           "metrics": {"val_acc": info.get("val_acc"), "test_acc": info.get("test_acc")}}
+                           "metrics": {"val_acc": info.get("val_acc"), "test_acc": info.get("test_acc")}}, \
+            load_refined(s.checkpoint, info)
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -329,7 +295,7 @@ def load_served_student(cfg: ExperimentConfig, tracking_uri: str | None = None):
     metrics = {k: float(tags[k]) if k in tags else None for k in ("val_acc", "test_acc")}
     return student.gnn, student.info, {"name": name, "version": str(version.version), "alias": s.alias,
                                        "source": "registry", "uri": f"models:/{name}@{s.alias}",
-                                       "run_id": version.run_id, "metrics": metrics}
+                                       "run_id": version.run_id, "metrics": metrics}, student.refined
 
 
 # ----------------------------------------------------------------------------- teacher

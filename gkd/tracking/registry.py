@@ -31,9 +31,17 @@ def predict_table(gnn, class_names: list[str], x: np.ndarray, neighbors: list) -
     dst = [i for i, nb in enumerate(neighbors) for _ in (nb if nb is not None else [])]
     if any(j < 0 or j >= n for j in src):
         raise GkdError(f"neighbors must be row numbers 0..{n - 1} of the same table")
+    x = np.asarray(x, dtype=np.float32)
+    if gnn.kind == "sign":  # its inputs are the table's own hops [x, Āx, ..]
+        from gkd.data.store import build_csr
+        from gkd.gnn.propagate import hop_features
+
+        indptr, indices = build_csr(np.asarray(dst, dtype=np.int64), np.asarray(src, dtype=np.int64), n,
+                                    directed=True)
+        x = hop_features(x, indptr, indices, gnn.num_layers)
     edge_index = torch.tensor([src, dst], dtype=torch.long).reshape(2, -1)
     with torch.no_grad():
-        logits, _ = gnn.eval()(torch.as_tensor(np.asarray(x, dtype=np.float32)), edge_index)
+        logits, _ = gnn.eval()(torch.as_tensor(x), edge_index)
         probs = torch.softmax(logits, dim=1).numpy()
     best = probs.argmax(1)
     return {"label": [class_names[i] for i in best], "confidence": probs.max(1).astype(float).tolist(),
@@ -47,9 +55,10 @@ try:
         """pyfunc wrapper: artifacts["checkpoint"] is a student checkpoint dir."""
 
         def load_context(self, context):
-            from gkd.gnn.distill import load_student
+            from gkd.gnn.distill import load_refined, load_student
 
             self.gnn, self.info = load_student(context.artifacts["checkpoint"])
+            self.refined = load_refined(context.artifacts["checkpoint"], self.info)
 
         def predict(self, context, model_input, params=None):
             import pandas as pd
@@ -154,21 +163,33 @@ def register_student(cfg) -> dict:
 
     import mlflow
 
+    from gkd.gnn.stage import served_checkpoint
     from gkd.tracking.tracker import Tracker, log_metrics
 
     sdir = cfg.stage_dir("distill")
     mpath = sdir / "metrics.json"
-    if not mpath.is_file() or not (sdir / "checkpoint").is_dir():
-        raise GkdError(f"{sdir} has no trained student (metrics.json + checkpoint/): run `gkd distill` first")
+    checkpoint = served_checkpoint(cfg)
+    if not mpath.is_file() or not checkpoint.is_dir():
+        raise GkdError(f"{sdir} has no trained student (metrics.json) or {checkpoint} is missing: run `gkd distill`"
+                       f"{' and `gkd refine`' if cfg.refine.enabled else ''} first")
     m = json.loads(mpath.read_text())
+    refined = cfg.stage_dir("refine") / "metrics.json"
+    if cfg.refine.enabled and refined.is_file():  # the served student: GLNN's numbers, refined ones for known nodes
+        r = json.loads(refined.read_text())
+        new = r.get("glnn") or r["raw"]
+        m = {**m, "test": new["test"], "val": new["val"], "refined_test": r["refined"]["test"],
+             "holdout": new["holdout"]}
     tracker = Tracker(cfg.name, cfg.workdir)
     own_run = mlflow.active_run() is None
     run = mlflow.start_run(run_name="register") if own_run else mlflow.active_run()
     try:
         log_metrics({"student": {"test_acc": m["test"]["acc"], "test_macro_f1": m["test"]["macro_f1"],
                                  "val_acc": m["val"]["acc"]}})
+        if "refined_test" in m:
+            log_metrics({"refined": {"test_acc": m["refined_test"]["acc"],
+                                     "holdout_acc": (m.get("holdout") or {}).get("acc")}})
         mlflow.log_dict({k: v for k, v in m.items() if k != "history"}, "student_metrics.json")
-        out = log_student(sdir / "checkpoint", registered_name(cfg.name),
+        out = log_student(checkpoint, registered_name(cfg.name),
                           {GATE_METRIC: m["val"]["acc"], "test_acc": m["test"]["acc"], "gnn": m["gnn"],
                            "method": m["method"], "graph": cfg.name})
     finally:

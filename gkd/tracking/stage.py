@@ -25,7 +25,7 @@ def still_registered(summary: dict) -> bool:
 
 
 REGISTER = Stage(
-    name="register", dir="registry", sections=("name",), inputs=("distill",), run=_run,
+    name="register", dir="registry", sections=("name",), inputs=("distill", "refine"), run=_run,
     still_valid=still_registered,
     line=lambda s: f"{s.get('name')} version {s.get('version')} (alias {s.get('alias')})",
     report=lambda cfg, s: (f"registered {s['name']} version {s['version']} (alias {s['alias']}), MLflow run "

@@ -35,7 +35,8 @@ def test_synthetic_ingest_with_partition(ray_local, tmp_path):
     meta = ingest.run(cfg)
     assert store.validate_store(cfg.graph_dir)["num_nodes"] == 1200
     assert meta["num_edges"] == 6000 and meta["num_classes"] == 4
-    assert meta["split_sizes"] == {"train": 40, "val": 40, "test": 1120, "unlabeled": 0}
+    # 1120 test nodes, of which the default holdout_fraction 0.1 takes 112 out of the graph
+    assert meta["split_sizes"] == {"train": 40, "val": 40, "test": 1008, "unlabeled": 0, "holdout": 112}
     assert meta["encoder"]["dim"] == 32 and meta["encoder"]["encoded"] == 1200
     assert len(list((cfg.graph_dir / "nodes").glob("*.parquet"))) == 4
     # the store holds exactly the graph the Ray-free core generates

@@ -31,7 +31,7 @@ def test_homophily_and_stats_by_hand():
     stats = store.graph_stats(indptr, indices, labels, split)
     assert stats["label_homophily"] == 0.5
     assert stats["isolated_nodes"] == 1
-    assert stats["split_sizes"] == {"train": 1, "val": 1, "test": 2, "unlabeled": 1}
+    assert stats["split_sizes"] == {"train": 1, "val": 1, "test": 2, "unlabeled": 1, "holdout": 0}
     assert stats["num_csr_entries"] == 6
     assert store.edge_homophily(indptr, indices, np.full(5, -1)) is None
 
@@ -93,7 +93,7 @@ def _corrupt_nodes(d, **cols):
         (lambda d: _corrupt_nodes(d, label=[0, 5, 0, -1]), "label outside -1..1"),
         (lambda d: _corrupt_nodes(d, split=["train", "dev", "test", "unlabeled"]), "split 'dev'"),
         (lambda d: _corrupt_nodes(d, label=[0, 1, 0, -1], split=["train", "val", "test", "test"]),
-         "train/val/test node has label -1"),
+         "node_id 3 has split 'test' and label -1"),
         (lambda d: pq.write_table(pa.table({"src": pa.array([0, 9], pa.int64()), "dst": pa.array([1, 2], pa.int64())}),
                                   d / "edges" / "part-00000.parquet"), "src outside 0..3"),
         (lambda d: store.save_csr(d / "csr.npz", np.array([0, 2, 1, 0, 0]), np.array([1, 0])), "indptr is not a valid"),

@@ -5,7 +5,8 @@ import pytest
 
 from gkd.config import build_config
 from gkd.data import ingest
-from gkd.data.store import TAG
+from gkd.data.store import TAG, build_csr
+from gkd.gnn.inputs import TEST, TRAIN, UNLABELED, VAL, GraphArrays
 from gkd.llm.features import OutputWriter
 from gkd.llm.rationale import SCHEMA, write_part
 
@@ -78,3 +79,31 @@ def student_world(ray_local, tmp_path_factory):
     texts = tag.texts()
     write_synthetic_rationales(cfg.workdir, tag, covered[:150], pred[:150], texts)
     return cfg, tag
+
+def make_sbm_graph(n: int = 600, c: int = 4, degree: int = 6, homophily: float = 0.85, noise: float = 2.0,
+              dim: int = 16, shares=(0.55, 0.25, 0.12, 0.08), train_per_class: int = 5, val_per_class: int = 10,
+              seed: int = 0) -> GraphArrays:
+    """Imbalanced classes (`shares`), homophilous random edges, features = class mean + Gaussian noise;
+    a balanced train/val split (k per class) and every other labelled node in test (so test is imbalanced)."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(c, size=n, p=np.asarray(shares[:c]) / np.sum(shares[:c]))
+    src = np.repeat(np.arange(n), degree)
+    same = rng.random(len(src)) < homophily
+    by_class = [np.flatnonzero(y == k) for k in range(c)]
+    dst = np.where(same, [rng.choice(by_class[y[s]]) for s in src], rng.integers(0, n, len(src)))
+    indptr, indices = build_csr(src, dst, n)
+    means = rng.normal(size=(c, dim))
+    x = (means[y] + noise * rng.normal(size=(n, dim))).astype(np.float32)
+    split = np.full(n, TEST, dtype=np.int8)
+    for k in range(c):
+        nodes = rng.permutation(by_class[k])
+        split[nodes[:train_per_class]] = TRAIN
+        split[nodes[train_per_class : train_per_class + val_per_class]] = VAL
+    split[rng.choice(np.flatnonzero(split == TEST), size=n // 20, replace=False)] = UNLABELED
+    return GraphArrays(x=x, y=y.astype(np.int64), split=split, indptr=indptr, indices=indices, num_classes=c)
+
+
+@pytest.fixture
+def sbm_graph():
+    """make_sbm_graph: small seeded graphs in memory (no store, no Ray)."""
+    return make_sbm_graph

@@ -115,3 +115,34 @@ def test_vanilla_needs_no_teacher_and_methods_say_what_is_missing(student_world,
     (tmp_path / "graph").symlink_to(cfg.graph_dir.resolve())
     with pytest.raises(DataError, match="run `gkd teacher` first"):
         distill.run(_with(bare, method="kd"))
+
+
+def test_sign_student_then_refine_stage_with_glnn_and_held_out_nodes(student_world, tmp_path):
+    from gkd.data.store import read_holdout
+    from gkd.gnn import refine
+    from gkd.gnn.infer import inductive_logits, layer_inputs
+
+    cfg, tag = student_world
+    c = _with(cfg, tmp_path / "sign", gnn="sign", method="vanilla")
+    c.stage_dirs = {"distill": tmp_path / "sign", "refine": tmp_path / "refined"}
+    c.refine = c.refine.model_copy(update={"glnn_epochs": 10, "glnn_nodes": 200})
+    m = distill.run(c)
+    holdout = read_holdout(c.graph_dir)
+    assert len(holdout) == round(0.1 * (len(holdout) + int((tag.split == "test").sum()))) > 0
+    assert m["holdout"]["nodes"] == len(holdout) and m["test"]["acc"] > 0.3  # 4 classes: chance is 0.25
+    r = refine.run(c)
+    # refinement chose on val, never hurt reweighted val accuracy, and the GLNN student was trained and scored
+    assert r["choice"]["val_acc_reweighted"] >= r["choice"]["raw_val_acc_reweighted"]
+    assert r["raw"]["test"] == {k: v for k, v in m["test"].items() if k != "per_class"}
+    assert r["glnn"]["holdout"]["nodes"] == len(holdout) and r["glnn"]["history"]
+    assert {"ce", "glnn"} <= set(r["glnn"]["history"][0])
+    probs = np.load(tmp_path / "refined" / "checkpoint" / "refined.npy").astype(np.float32)
+    assert probs.shape == (tag.num_nodes, tag.num_classes) and np.allclose(probs.sum(1), 1.0, atol=1e-2)
+    test = np.flatnonzero(tag.split == "test")
+    assert round(float((probs[test].argmax(1) == tag.labels[test]).mean()), 4) == r["refined"]["test"]["acc"]
+    # the served checkpoint: the GLNN student, whose held-out accuracy is its inductive answer on those nodes
+    gnn, info = distill.load_student(tmp_path / "refined" / "checkpoint")
+    assert info["refined"] == "refined.npy" and info["new_nodes"] == "glnn" and gnn.kind == "sign"
+    hidden, _ = layer_inputs(gnn, tag.x, tag.indptr, tag.indices)
+    pred = inductive_logits(gnn, hidden, np.asarray(tag.x[holdout.nodes]), holdout.neighbors).argmax(1)
+    assert round(float((pred == holdout.labels).mean()), 4) == r["glnn"]["holdout"]["acc"]

@@ -62,7 +62,7 @@ def test_inductive_answer_equals_a_full_forward_with_the_new_nodes_added(serve_w
 def service(serve_world):
     cfg, tag, gnn, ckpt, _ = serve_world
     cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"checkpoint": ckpt})})
-    gnn2, info, model_info = load_served_student(cfg)
+    gnn2, info, model_info, _ = load_served_student(cfg)
     return StudentService(gnn2, info, tag, model_info, cfg)
 
 
@@ -122,7 +122,7 @@ def test_bad_requests_are_refused_with_a_status_and_the_reason(service, request_
 
 def test_student_from_the_registry_alias_and_a_clear_error_without_one(serve_world):
     cfg, _, gnn, _, _ = serve_world
-    loaded, info, model_info = load_served_student(cfg)
+    loaded, info, model_info, refined = load_served_student(cfg)
     assert model_info["name"] == "serve-student" and model_info["version"] == "1"
     assert model_info["source"] == "registry" and model_info["uri"] == "models:/serve-student@champion"
     assert model_info["metrics"] == {"val_acc": 0.61, "test_acc": 0.55}
@@ -146,3 +146,41 @@ def test_teacher_prompts_hold_the_new_node_and_its_neighbours(serve_world):
     assert soft.shape == (2, tag.num_classes)
     np.testing.assert_allclose(soft.sum(1), 1.0, atol=1e-5)
     np.testing.assert_allclose(soft[:1], teacher.score(items[:1]), atol=1e-4)  # batch-independent
+
+
+def test_known_nodes_come_from_refined_predictions_new_ones_from_the_student(serve_world, tmp_path):
+    from gkd.gnn.distill import save_student
+    from gkd.gnn.models import SIGN
+
+    cfg, tag, _, _, _ = serve_world
+    torch.manual_seed(0)
+    sign = SIGN(tag.x.shape[1], 16, tag.num_classes, 2, dropout=0.0).eval()
+    rng = np.random.default_rng(0)
+    refined = rng.dirichlet(np.ones(tag.num_classes), size=tag.num_nodes).astype(np.float16)
+    ckpt = tmp_path / "checkpoint"
+    save_student(sign, ckpt, {"class_names": tag.class_names, "encoder": tag.meta["encoder"], "graph": tag.name,
+                              "gnn": "sign", "method": "vanilla", "refined": "refined.npy", "new_nodes": "glnn"})
+    np.save(ckpt / "refined.npy", refined)
+    c = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"checkpoint": ckpt})})
+    gnn, info, model_info, got = load_served_student(c)
+    svc = StudentService(gnn, info, tag, model_info, c, refined=got)
+    node = 11
+    nbrs = tag.neighbors(node)
+    q = svc.parse(node_ids=[3, node], nodes=[{"text": tag.texts()[node], "neighbors": nbrs.tolist()}])
+    probs = svc.student_probs([q])[0]
+    np.testing.assert_allclose(probs[:2], refined[[3, node]].astype(np.float32))
+    # the new node (a copy of node 11) is the SIGN student's inductive answer: its own full-graph row
+    hidden, logits = layer_inputs(gnn, tag.x, tag.indptr, tag.indices)
+    np.testing.assert_allclose(probs[2], softmax(logits[[node]])[0], atol=1e-5)
+    assert svc.answered_by(q) == ["refined", "refined", "student"]
+    body = svc.answer(q, probs, svc.answered_by(q))
+    assert [p["answered_by"] for p in body["predictions"]] == ["refined", "refined", "student"]
+    answers = svc.describe()["answers"]
+    assert answers["known_nodes"] == "refined" and answers["new_nodes"] == "student"
+    assert "glnn" in answers["new_nodes_from"]
+    # refined predictions of another graph are refused with the reason
+    with pytest.raises(GkdError, match="refined predictions are 5 x"):
+        StudentService(gnn, info, tag, model_info, c, refined=got[:5])
+    (ckpt / "refined.npy").unlink()
+    with pytest.raises(Exception, match="refined.npy is missing"):
+        load_served_student(c)

@@ -1,7 +1,8 @@
 """The Debian archive's own package index as a text-attributed graph.
 
-Nodes are binary package names from apt's `*_Packages` indexes, texts are long descriptions from
-`*_Translation-en`, labels are Sections, edges are Depends/Pre-Depends/Recommends[/Suggests].
+Nodes are binary package names from apt's `*_Packages` indexes, texts are "name: short description"
+then the long description from `*_Translation-en` (DebianSource.text: "name+short+long", or "long",
+"short+long"), labels are Sections, edges are Depends/Pre-Depends/Recommends[/Suggests].
 A package listed in several indexes (bookworm, -updates, -security) keeps its highest version
 (dpkg's ordering); on equal versions the first file in name order wins.
 """
@@ -273,7 +274,8 @@ def _read_packages(files: list[Path]) -> tuple[dict[str, dict[str, str]], int]:
 
 
 def _texts(names, packages, translation_files, mode, stats) -> list[str]:
-    """Per node: long description (or short+long) from Translation-en, else from Packages."""
+    """Per node, from Translation-en, else from Packages: "long" (short if none), "short+long"
+    ("short\nlong"), "name+short+long" ("name: short\nlong"; the name alone without any description)."""
     by_md5: dict[tuple[str, str], str] = {}
     by_name: dict[str, str] = {}
     for path in translation_files:
@@ -292,11 +294,14 @@ def _texts(names, packages, translation_files, mode, stats) -> list[str]:
             untranslated += 1
             raw = rec.get("Description")
         short, long = split_description(raw)
+        empty += not (short or long)
         if mode == "long":
             text = long or short
-        else:
+        elif mode == "short+long":
             text = f"{short}\n{long}" if long else short
-        empty += not text
+        else:
+            head = f"{name}: {short}" if short or long else name
+            text = f"{head}\n{long}" if long else head
         texts.append(text)
     stats["packages_without_translation"] = untranslated
     stats["packages_without_description"] = empty

@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 
 from gkd.config import SplitConfig, SyntheticSource
-from gkd.data.raw import RawGraph, draw_split
+from gkd.data.raw import SPLITS, RawGraph, draw_holdout, draw_split
 
 CLASS_WORDS = 40
-SPLIT_CODES = ("train", "val", "test", "unlabeled")
+SPLIT_CODES = SPLITS  # train, val, test, unlabeled, holdout
 _ONSETS = ["b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "st", "tr", "pl"]
 _VOWELS = ["a", "e", "i", "o", "u", "ai", "ou", "ea"]
 
@@ -123,8 +123,9 @@ def generate_edges(cfg: SyntheticSource, shard: int) -> pa.Table:
 
 
 def split_codes(cfg: SyntheticSource, split_cfg: SplitConfig) -> np.ndarray:
-    """(N,) int8 index into SPLIT_CODES, drawn once for the whole graph."""
-    split = draw_split(labels_of(cfg), None, split_cfg)
+    """(N,) int8 index into SPLIT_CODES, drawn once for the whole graph (holdout included)."""
+    labels = labels_of(cfg)
+    split = draw_holdout(labels, draw_split(labels, None, split_cfg), split_cfg)
     codes = np.zeros(len(split), dtype=np.int8)
     for i, name in enumerate(SPLIT_CODES):
         codes[split == name] = i

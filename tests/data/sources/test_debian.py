@@ -188,7 +188,7 @@ def edge_names(graph) -> set[tuple[str, str]]:
 
 @pytest.mark.parametrize("suffix", [".lz4", ".gz", ".xz", ""])
 def test_fixture_graph(tmp_path, suffix):
-    g = load_debian(DebianSource(lists_dir=make_lists(tmp_path, suffix), min_class_size=1))
+    g = load_debian(DebianSource(lists_dir=make_lists(tmp_path, suffix), text="long", min_class_size=1))
     assert g.nodes["key"].to_pylist() == NAMES
     assert by_key(g, "text") == LONG_TEXTS
     assert g.class_names == ["kernel", "libs", "mail", "net", "utils"]
@@ -250,6 +250,30 @@ def test_short_plus_long_and_suggests(tmp_path):
     assert edge_names(g) == EDGES | {("beta", "delta")}
 
 
+@pytest.mark.parametrize(
+    "mode,alpha,gamma,epsilon",
+    [
+        # alpha has a long description (Translation-en), gamma only a short one, epsilon none at all
+        ("name+short+long", "alpha: Alpha tool\nAlpha does things.\n\n Indented verbatim line.",
+         "gamma: Gamma mailer", "epsilon"),
+        ("long", "Alpha does things.\n\n Indented verbatim line.", "Gamma mailer", ""),
+        ("short+long", "Alpha tool\nAlpha does things.\n\n Indented verbatim line.", "Gamma mailer", ""),
+    ],
+)
+def test_text_modes(tmp_path, mode, alpha, gamma, epsilon):
+    g = load_debian(DebianSource(lists_dir=make_lists(tmp_path), text=mode, min_class_size=1))
+    texts = by_key(g, "text")
+    assert (texts["alpha"], texts["gamma"], texts["epsilon"]) == (alpha, gamma, epsilon)
+    assert g.stats["packages_without_description"] == 1  # epsilon, whatever the mode
+
+
+def test_text_default_is_name_short_long(tmp_path):
+    assert DebianSource().text == "name+short+long"
+    g = load_debian(DebianSource(lists_dir=make_lists(tmp_path), min_class_size=1))
+    assert by_key(g, "text")["delta"] == "delta: Delta helper\nFixed version.\n\nSecond paragraph."
+    assert by_key(g, "text")["libfoo"] == "libfoo: Foo library\nShared library for foo."
+
+
 def test_max_nodes(tmp_path):
     g = load_debian(DebianSource(lists_dir=make_lists(tmp_path), min_class_size=1, max_nodes=3))
     assert g.nodes["key"].to_pylist() == ["alpha", "beta", "delta"]
@@ -259,7 +283,7 @@ def test_max_nodes(tmp_path):
 
 
 def test_without_translation_uses_packages_descriptions(tmp_path):
-    g = load_debian(DebianSource(lists_dir=make_lists(tmp_path, translations=False), min_class_size=1))
+    g = load_debian(DebianSource(lists_dir=make_lists(tmp_path, translations=False), text="long", min_class_size=1))
     assert by_key(g, "text") == {
         "alpha": "Alpha tool",
         "beta": "Long from Packages.",
@@ -403,7 +427,7 @@ def test_real_lists_known_packages(real_graph, real_lists):
     label = by_key(g, "label")
     assert "python3" in keys and "bash" in keys
     assert g.class_names[label["python3"]] == "python"
-    assert "interactive" in text["python3"] and not text["python3"].startswith("python3")
+    assert text["python3"].startswith("python3: ") and "interactive" in text["python3"]
     assert ("python3", "python3-minimal") in edges
     assert "sh-compatible command language interpreter" in text["bash"]
     assert {d for s, d in edges if s == "bash"} >= {"base-files", "debianutils", "libc6"}

@@ -64,6 +64,11 @@ def test_shards_partition_nodes_and_edges_exactly():
 def test_split_codes_follow_split_config():
     c = cfg()
     codes = synthetic.split_codes(c, SplitConfig(train_per_class=10, val_per_class=5))
-    assert np.bincount(codes, minlength=4).tolist() == [80, 40, 4000 - 120, 0]
+    # the default holdout_fraction 0.1 takes round(0.1 * 3880) = 388 test nodes out of the graph
+    assert np.bincount(codes, minlength=5).tolist() == [80, 40, 4000 - 120 - 388, 0, 388]
     nodes = synthetic.generate_nodes(c, 0, codes)
-    assert set(nodes["split"].to_pylist()) <= {"train", "val", "test"}
+    assert set(nodes["split"].to_pylist()) <= {"train", "val", "test", "holdout"}
+    none = synthetic.split_codes(c, SplitConfig(train_per_class=10, val_per_class=5, holdout_fraction=0))
+    assert np.bincount(none, minlength=5).tolist() == [80, 40, 4000 - 120, 0, 0]
+    # holding out only renames test nodes of the same draw
+    assert (none[codes == 4] == 2).all() and np.array_equal(codes[codes != 4], none[codes != 4])

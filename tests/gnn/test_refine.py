@@ -1,0 +1,197 @@
+"""Refinement (temperature, class prior, Correct & Smooth), the plain baselines, hop features and SIGN: Ray-free."""
+
+import numpy as np
+import pytest
+import torch
+
+from gkd.config import DistillConfig, RefineConfig
+from gkd.gnn import refine as R
+from gkd.gnn.baselines import BASELINES, baseline_logits
+from gkd.gnn.distill import student_spec, with_hops
+from gkd.gnn.infer import inductive_logits, layer_inputs
+from gkd.gnn.inputs import TEST, TRAIN, UNLABELED, VAL, RefinedTargets, StudentInputs
+from gkd.gnn.models import GNN, SIGN, build_gnn
+from gkd.gnn.propagate import hop_features, mean_adjacency, mean_of_neighbors, sym_adjacency
+from gkd.gnn.train import LoopConfig, fit, glnn_seeds
+
+
+def _acc(scores, g, split=TEST):
+    nodes = np.flatnonzero(g.split == split)
+    return float((scores[nodes].argmax(1) == g.y[nodes]).mean())
+
+
+def test_hop_features_are_neighbour_means_and_a_new_node_gets_the_same_numbers(sbm_graph):
+    g = sbm_graph(n=200, seed=1)
+    hops = hop_features(g.x, g.indptr, g.indices, 2, batch_cols=5)  # several column blocks
+    d = g.x.shape[1]
+    for i in (0, 17, 199):
+        nb = g.indices[g.indptr[i] : g.indptr[i + 1]]
+        np.testing.assert_allclose(hops[i, d : 2 * d], g.x[nb].mean(0), rtol=1e-5, atol=1e-6)
+        one_hop = hops[:, d : 2 * d]
+        np.testing.assert_allclose(hops[i, 2 * d :], one_hop[nb].mean(0), rtol=1e-5, atol=1e-6)
+        # node i as a "new" node: means of its neighbours' cached rows are exactly its hops in the graph
+        np.testing.assert_allclose(mean_of_neighbors(one_hop, [nb])[0], hops[i, 2 * d :], rtol=1e-5, atol=1e-6)
+    assert np.allclose(mean_adjacency(g.indptr, g.indices).sum(1), 1.0)
+    assert mean_of_neighbors(g.x, [np.zeros(0, dtype=np.int64)]).tolist() == [[0.0] * d]
+
+
+def test_temperature_recovers_an_overconfident_model():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(size=(4000, 5)) * 2
+    p = R.softmax(true_logits)
+    y = np.array([rng.choice(5, p=row) for row in p])
+    assert R.fit_temperature(true_logits * 3.0, y) == pytest.approx(3.0, rel=0.15)
+    assert R.fit_temperature(true_logits, y) == pytest.approx(1.0, rel=0.15)
+
+
+def test_em_and_bbse_estimate_a_shifted_class_prior_without_target_labels():
+    rng = np.random.default_rng(1)
+    c, means = 3, np.eye(3) * 2.5
+
+    def draw(prior, n):
+        y = rng.choice(c, size=n, p=prior)
+        x = means[y] + rng.normal(size=(n, c))
+        # Bayes posteriors under a uniform source prior: softmax of the class log-likelihoods
+        return R.softmax(-0.5 * ((x[:, None, :] - means[None]) ** 2).sum(2)), y
+
+    target_prior = np.array([0.7, 0.2, 0.1])
+    p_val, y_val = draw(np.full(3, 1 / 3), 3000)
+    p_target, _ = draw(target_prior, 6000)
+    source = np.full(3, 1 / 3)
+    np.testing.assert_allclose(R.prior_em(p_target, source), target_prior, atol=0.03)
+    np.testing.assert_allclose(R.prior_bbse(p_val, y_val, p_target, c), target_prior, atol=0.03)
+    # no shift: both stay at the source prior
+    p_same, _ = draw(source, 6000)
+    np.testing.assert_allclose(R.prior_em(p_same, source), source, atol=0.03)
+
+
+def test_reweighted_accuracy_weights_rows_to_the_prior():
+    y = np.array([0, 0, 1, 1])
+    pred = np.array([0, 0, 0, 0])  # right on class 0 only
+    assert R.reweighted_accuracy(pred, y, np.array([0.5, 0.5])) == pytest.approx(0.5)
+    assert R.reweighted_accuracy(pred, y, np.array([0.9, 0.1])) == pytest.approx(0.9)
+    assert R.reweighted_accuracy(pred, np.zeros(0, dtype=int), np.array([0.5, 0.5])) == 0.0
+
+
+def test_correct_and_smooth_lifts_weak_predictions_on_a_homophilous_graph(sbm_graph):
+    g = sbm_graph(homophily=0.8, noise=4.0, seed=2)
+    adj = sym_adjacency(g.indptr, g.indices)
+    logits, _ = baseline_logits("mlp", g, seed=0)
+    base = R.softmax(logits)
+    train = np.flatnonzero(g.split == TRAIN)
+    out = R.correct_and_smooth(base, adj, train, g.y[train], 0.8, 0.8, 50)
+    assert _acc(out, g) >= _acc(base, g) + 0.1, (_acc(base, g), _acc(out, g))
+    np.testing.assert_allclose(out[train], np.eye(g.num_classes)[g.y[train]])  # labels clamped
+    # both strengths 0: only the train rows change
+    same = R.correct_and_smooth(base, adj, train, g.y[train], 0.0, 0.0, 50)
+    rest = np.setdiff1d(np.arange(len(g.y)), train)
+    np.testing.assert_allclose(same[rest], base[rest])
+
+
+def test_refine_chooses_on_val_and_never_reads_test_labels(sbm_graph):
+    g = sbm_graph(homophily=0.7, noise=3.5, seed=3)
+    adj = sym_adjacency(g.indptr, g.indices)
+    logits, _ = baseline_logits("mlp", g, seed=0)
+    cfg = RefineConfig()
+    ref = R.refine(logits, g.y, g.split, adj, "em", cfg.correct_alphas, cfg.smooth_alphas, cfg.iterations)
+    assert ref.probs.shape == logits.shape and np.allclose(ref.probs.sum(1), 1.0, atol=1e-5)
+    assert ref.choice["val_acc_reweighted"] >= ref.choice["raw_val_acc_reweighted"]
+    assert set(ref.choice) >= {"temperature", "prior_correction", "correct_alpha", "smooth_alpha"}
+    # the estimated prior is near the target nodes' real class mix (0.55 / 0.25 / 0.12 / 0.08)
+    target = (g.split == TEST) | (g.split == UNLABELED)
+    real = np.bincount(g.y[target], minlength=g.num_classes) / target.sum()
+    assert np.abs(ref.prior - real).max() < 0.12, (ref.prior, real)
+    assert _acc(ref.probs, g) > _acc(logits, g)
+    # shuffle every test label: the refined predictions stay the same to the bit
+    y2 = g.y.copy()
+    test = np.flatnonzero(g.split == TEST)
+    y2[test] = np.random.default_rng(0).permutation(y2[test])
+    ref2 = R.refine(logits, y2, g.split, adj, "em", cfg.correct_alphas, cfg.smooth_alphas, cfg.iterations)
+    np.testing.assert_array_equal(ref.probs, ref2.probs)
+    assert ref.choice == ref2.choice
+    # prior "none": no correction is tried
+    none = R.refine(logits, g.y, g.split, adj, "none", [0.0], [0.5], 10)
+    assert none.choice["prior_correction"] is False and none.choice["smooth_alpha"] == 0.5
+
+
+def test_baselines_use_the_graph_and_choose_on_val(sbm_graph):
+    g = sbm_graph(homophily=0.8, noise=4.0, seed=4)
+    acc = {}
+    for name in BASELINES:
+        logits, chosen = baseline_logits(name, g, seed=0)
+        assert logits.shape == (len(g.y), g.num_classes)
+        acc[name] = _acc(logits, g)
+        assert "val_acc" in chosen
+    # noisy text, homophilous edges: every graph-aware baseline beats the text-only MLP by a margin
+    for name in ("label_propagation", "sgc", "sign"):
+        assert acc[name] >= acc["mlp"] + 0.1, acc
+    # the seed changes the initialisation only: the same seed is the same model
+    a, _ = baseline_logits("sign", g, seed=1)
+    b, _ = baseline_logits("sign", g, seed=1)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown baseline"):
+        baseline_logits("gpt", g)
+
+
+def test_gcn_root_weight_keeps_the_nodes_own_features():
+    torch.manual_seed(0)
+    with_root = GNN("gcn", 8, 16, 3, 2, dropout=0.0, root_weight=True)
+    assert with_root.spec()["root_weight"] is True and len(with_root.roots) == 2
+    assert build_gnn({**with_root.spec(), "root_weight": False}).roots is None
+    assert GNN("sage", 8, 16, 3, 2, root_weight=True).spec()["root_weight"] is False  # GCN only
+    # an old spec without the key loads as before (no root weight)
+    old = {k: v for k, v in with_root.spec().items() if k != "root_weight"}
+    assert build_gnn(old).roots is None
+    # layer = relu(D^-1 (A + I) X W + X W_root): node 0 is a hub of 20 neighbours, its own row weighs 1/21
+    # in the mean and fully in the root term
+    x = torch.randn(21, 8)
+    hub = torch.stack([torch.arange(1, 21), torch.zeros(20, dtype=torch.long)])
+    with_root.eval()
+    mean_0 = x.mean(0, keepdim=True)  # (x_0 + 20 neighbours) / 21
+    expect = torch.relu(with_root.convs[0].lin(mean_0) + with_root.convs[0].bias + with_root.roots[0](x[:1]))
+    torch.testing.assert_close(with_root.layer(0, x, hub)[:1], expect, rtol=1e-5, atol=1e-5)
+
+
+def test_sign_student_trains_and_answers_new_nodes_exactly(sbm_graph):
+    g = sbm_graph(homophily=0.7, noise=3.0, seed=5)
+    d = DistillConfig(gnn="sign", method="vanilla", hidden=32, batch_size=32, epochs=30, patience=10, num_workers=1,
+                      lr=0.01)
+    inputs = StudentInputs(with_hops(g, d))
+    assert g.hop_x.shape == (len(g.y), 3 * g.x.shape[1])
+    spec = student_spec(d, g.x.shape[1], g.num_classes)
+    state = fit(inputs, LoopConfig(distill=d, mode="vanilla", spec=spec))
+    model = build_gnn(spec)
+    model.load_state_dict(state["best_model"])
+    assert isinstance(model, SIGN) and state["best_val"] > 0.6
+    hidden, logits = layer_inputs(model, g.x, g.indptr, g.indices, batch_size=64)
+    assert len(hidden) == 2 and _acc(logits, g) > 0.6
+    # nodes 3 and 40 asked as new nodes (their text + their neighbours): the same logits as in the graph
+    nodes = np.array([3, 40])
+    nbrs = [g.indices[g.indptr[i] : g.indptr[i + 1]] for i in nodes]
+    np.testing.assert_allclose(inductive_logits(model, hidden, g.x[nodes], nbrs), logits[nodes], rtol=1e-4,
+                               atol=1e-4)
+    with pytest.raises(ValueError, match="needs"):
+        model(torch.zeros(2, 5))
+
+
+def test_glnn_fits_the_refined_targets_class_balanced(sbm_graph):
+    g = sbm_graph(homophily=0.7, noise=3.0, seed=6)
+    adj = sym_adjacency(g.indptr, g.indices)
+    logits, _ = baseline_logits("sign", g, seed=0)
+    ref = R.refine(logits, g.y, g.split, adj)
+    w = R.glnn_weights(ref.probs, ref.prior, g.split, g.y)
+    fitted = g.split != VAL
+    assert (w[g.split == VAL] == 0).all() and w[fitted].mean() == pytest.approx(1.0, rel=1e-5)
+    cls = np.where(g.split == TRAIN, g.y, ref.probs.argmax(1))
+    small, big = int(np.argmin(ref.prior)), int(np.argmax(ref.prior))
+    assert w[fitted & (cls == small)].mean() > w[fitted & (cls == big)].mean()  # rare classes weigh more
+    refined = RefinedTargets(probs=ref.probs, weight=w)
+    seeds = glnn_seeds(g, refined, 100, seed=0, epoch=0)
+    assert len(seeds) == 100 + int((g.split == TRAIN).sum()) and not (g.split[seeds] == VAL).any()
+    assert not np.array_equal(seeds, glnn_seeds(g, refined, 100, seed=0, epoch=1))  # a new draw each epoch
+    d = DistillConfig(gnn="sage", method="vanilla", hidden=32, fanouts=[10, 5], batch_size=64, epochs=15,
+                      patience=15, num_workers=1, lr=0.01)
+    spec = student_spec(d, g.x.shape[1], g.num_classes)
+    state = fit(StudentInputs(g, refined=refined), LoopConfig(distill=d, mode="glnn", spec=spec, glnn_nodes=300))
+    first, last = state["history"][0], state["history"][-1]
+    assert {"ce", "glnn"} <= set(first) and last["glnn"] < first["glnn"]
