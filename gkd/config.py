@@ -352,8 +352,8 @@ class RefineConfig(Strict):
     enabled: bool = True
     prior: Literal["em", "bbse", "none"] = "em"
     # Correct & Smooth propagation strengths tried (0 = that step off); the best on prior-reweighted val acc wins
-    correct_alphas: list[float] = [0.0, 0.5, 0.8, 0.95]
-    smooth_alphas: list[float] = [0.0, 0.5, 0.8, 0.95]
+    correct_alphas: list[float] = [0.0, 0.8]
+    smooth_alphas: list[float] = [0.0, 0.8, 0.95]
     iterations: int = Field(50, ge=1)
     # GLNN: a student trained on CE (train labels) + class-balanced KL to the refined predictions
     glnn: bool = True

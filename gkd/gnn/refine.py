@@ -19,7 +19,6 @@ call the same functions.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import dataclass, field
 
@@ -120,25 +119,42 @@ def _onehot(y: np.ndarray, c: int) -> np.ndarray:
     return out
 
 
+def correct(probs: np.ndarray, adj, train: np.ndarray, truth: np.ndarray, alpha: float,
+            iterations: int) -> np.ndarray:
+    """C&S's correct step (autoscale): the train residuals spread over the graph, added at their mean scale."""
+    if alpha == 0:
+        return probs
+    err = np.zeros_like(probs)
+    err[train] = truth - probs[train]
+    spread = propagate(adj, err, alpha, iterations)
+    sigma = np.abs(err[train]).sum(1).mean()
+    norm = np.abs(spread).sum(1, keepdims=True)
+    scale = np.divide(sigma, norm, out=np.zeros_like(norm), where=norm > _EPS)
+    return np.clip(probs + scale * spread, 0.0, None)
+
+
+def smooth(scores: np.ndarray, adj, train: np.ndarray, truth: np.ndarray, alpha: float,
+           iterations: int) -> np.ndarray:
+    """C&S's smooth step: train rows set to their labels, then propagated with them clamped."""
+    out = scores.copy()
+    out[train] = truth
+    return propagate(adj, out, alpha, iterations, clamp=(train, truth)) if alpha > 0 else out
+
+
 def correct_and_smooth(probs: np.ndarray, adj, train: np.ndarray, y_train: np.ndarray, correct_alpha: float,
                        smooth_alpha: float, iterations: int) -> np.ndarray:
-    """C&S (autoscale variant): train residuals propagated and added at the train residuals' mean scale, then
-    the result smoothed with the train rows set to their labels -> (N, C) scores (rows sum ~1)."""
-    c = probs.shape[1]
-    truth = _onehot(y_train, c)
-    out = probs.copy()
-    if correct_alpha > 0:
-        err = np.zeros_like(probs)
-        err[train] = truth - probs[train]
-        spread = propagate(adj, err, correct_alpha, iterations)
-        sigma = np.abs(err[train]).sum(1).mean()
-        norm = np.abs(spread).sum(1, keepdims=True)
-        scale = np.divide(sigma, norm, out=np.zeros_like(norm), where=norm > _EPS)
-        out = np.clip(probs + scale * spread, 0.0, None)
-    out[train] = truth
-    if smooth_alpha > 0:
-        out = propagate(adj, out, smooth_alpha, iterations, clamp=(train, truth))
-    return out
+    """C&S (autoscale variant) -> (N, C) scores (rows sum ~1)."""
+    truth = _onehot(y_train, probs.shape[1]).astype(probs.dtype)
+    return smooth(correct(probs, adj, train, truth, correct_alpha, iterations), adj, train, truth, smooth_alpha,
+                  iterations)
+
+
+def _grid(probs, adj, train, truth, correct_alphas, smooth_alphas, iterations):
+    """((correct alpha, smooth alpha), scores) over the grid; each correct step is computed once."""
+    for ca in correct_alphas:
+        corrected = correct(probs, adj, train, truth, ca, iterations)
+        for sa in smooth_alphas:
+            yield (ca, sa), smooth(corrected, adj, train, truth, sa, iterations)
 
 
 def normalise(scores: np.ndarray) -> np.ndarray:
@@ -148,7 +164,7 @@ def normalise(scores: np.ndarray) -> np.ndarray:
 
 
 def refine(logits: np.ndarray, y: np.ndarray, split: np.ndarray, adj, prior: str = "em",
-           correct_alphas=(0.0, 0.5, 0.8, 0.95), smooth_alphas=(0.0, 0.5, 0.8, 0.95),
+           correct_alphas=(0.0, 0.8), smooth_alphas=(0.0, 0.8, 0.95),
            iterations: int = 50) -> Refined:
     """Whole-graph logits (N, C) + labels (N,) (-1 none) + split codes (N,) + S (N, N) -> `Refined`.
 
@@ -162,29 +178,29 @@ def refine(logits: np.ndarray, y: np.ndarray, split: np.ndarray, adj, prior: str
     target = np.flatnonzero((split == TEST) | (split == UNLABELED))
     y_train, y_val = y[train], y[val]
     temperature = fit_temperature(logits[val], y_val)
-    probs = softmax(logits, temperature)
+    probs = softmax(logits, temperature).astype(np.float32)  # float32: the propagations dominate the cost
+    truth = _onehot(y_train, c).astype(np.float32)
     source = class_prior(y_train, c)
     q = source
     if prior != "none":
-        # the prior's estimator is the best graph-smoothed classifier (C&S on plain val accuracy), calibrated
-        # again on val: a weak model's posteriors mislead EM and BBSE, its smoothed ones much less
-        first = max(((ca, sa) for ca in correct_alphas for sa in smooth_alphas),
-                    key=lambda a: float((correct_and_smooth(probs, adj, train, y_train, *a, iterations)[val].argmax(1)
-                                         == y_val).mean()))
-        est = np.log(normalise(correct_and_smooth(probs, adj, train, y_train, *first, iterations)) + 1e-6)
+        # the prior's estimator is the graph-smoothed classifier (smoothing strength on plain val accuracy),
+        # calibrated again on val: a weak model's own posteriors mislead EM and BBSE, smoothed ones much less
+        smoothed = max((sc for _, sc in _grid(probs, adj, train, truth, [0.0], [a for a in smooth_alphas if a > 0]
+                                              or [0.0], iterations)),
+                       key=lambda sc: float((sc[val].argmax(1) == y_val).mean()))
+        est = np.log(normalise(smoothed) + 1e-6)
         est = softmax(est, fit_temperature(est[val], y_val))
         q = prior_em(est[target], source) if prior == "em" else prior_bbse(est[val], y_val, est[target], c)
-    shifted = normalise(probs * (q / np.maximum(source, _EPS)))
+    shifted = normalise(probs * (q / np.maximum(source, _EPS))).astype(np.float32)
     raw_val = reweighted_accuracy(probs[val].argmax(1), y_val, q)
-    grid = []
-    corrected = {False: probs, True: shifted} if prior != "none" else {False: probs}
-    for use_prior, ca, sa in itertools.product(corrected, correct_alphas, smooth_alphas):
-        scores = correct_and_smooth(corrected[use_prior], adj, train, y_train, ca, sa, iterations)
-        acc = reweighted_accuracy(scores[val].argmax(1), y_val, q)
-        grid.append(({"prior_correction": use_prior, "correct_alpha": ca, "smooth_alpha": sa}, acc, scores))
-    # the best reweighted val accuracy; ties go to the earlier (simpler) grid point
-    best = max(range(len(grid)), key=lambda i: (grid[i][1], -i))
-    choice, best_acc, scores = grid[best]
+    best = None
+    sources = {False: probs, True: shifted} if prior != "none" else {False: probs}
+    for use_prior, start in sources.items():
+        for (ca, sa), scores in _grid(start, adj, train, truth, correct_alphas, smooth_alphas, iterations):
+            acc = reweighted_accuracy(scores[val].argmax(1), y_val, q)
+            if best is None or acc > best[1]:  # ties keep the earlier (simpler) grid point
+                best = ({"prior_correction": use_prior, "correct_alpha": ca, "smooth_alpha": sa}, acc, scores)
+    choice, best_acc, scores = best
     choice = {**choice, "temperature": temperature, "prior": prior,
               "val_acc_reweighted": round(best_acc, 4), "raw_val_acc_reweighted": round(raw_val, 4)}
     log.info("refine: T=%.3g, %s; reweighted val acc %.4f -> %.4f", temperature,
