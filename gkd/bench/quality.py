@@ -444,21 +444,31 @@ def quality_compute(r: dict) -> dict | None:
     from gkd.bench.markdown import seconds
 
     t = r.get("teacher") or {}
-    runs = [x for x in r.get("runs", []) + r.get("sweep_runs", [])
-            if not x.get("refined") and x.get("method") != "baseline" and isinstance(x.get("train_wall_s"), (int, float))]
+    runs = [x for x in r.get("runs", []) + r.get("sweep_runs", [])  # baselines carry what val chose ("chosen")
+            if not x.get("refined") and "chosen" not in x and isinstance(x.get("train_wall_s"), (int, float))]
+    # the tuning runs at grid points the students did not reuse, and the GLNN students
+    chosen = (r.get("tuning") or {}).get("chosen", {})
+    tuning = [pt for pt in (r.get("tuning") or {}).get("points", []) if chosen.get(pt["gnn"]) != pt["params"]]
+    glnn = [x for x in (r.get("inductive") or {}).get("runs", []) if isinstance(x.get("glnn_train_wall_s"), (int, float))]
     parts = [(f"teacher tuning {seconds(t[k]['wall_s'])}" if k == "tuning" else
               f"teacher outputs {seconds(t[k]['wall_s'])}", t[k]["wall_s"])
              for k in ("tuning", "outputs") if isinstance((t.get(k) or {}).get("wall_s"), (int, float))]
     if runs:
         parts.append((f"{len(runs)} student trainings {seconds(sum(x['train_wall_s'] for x in runs))}",
                       sum(x["train_wall_s"] for x in runs)))
+    if tuning:
+        parts.append((f"{len(tuning)} more tuning trainings {seconds(sum(x['train_wall_s'] for x in tuning))}",
+                      sum(x["train_wall_s"] for x in tuning)))
+    if glnn:
+        parts.append((f"{len(glnn)} GLNN trainings {seconds(sum(x['glnn_train_wall_s'] for x in glnn))}",
+                      sum(x["glnn_train_wall_s"] for x in glnn)))
     if not parts:
         return None
     return {"text": " + ".join(p for p, _ in parts), "total_s": sum(v for _, v in parts)}
 
 
 def _goals(r: dict) -> list[str]:
-    from gkd.bench.markdown import ratio
+    from gkd.bench.markdown import num, ratio
 
     out = []
     mp, sign = r.get("best_message_passing"), next((b for b in r["baselines"] if b["name"] == "sign"
@@ -471,7 +481,7 @@ def _goals(r: dict) -> list[str]:
                f"baseline refined ({bb['name']} {bb['acc_mean']:.3f}): "
                f"**{ratio(r['best_refined_vs_baseline_refined_ratio'])}**.")
     ind = r["inductive"]
-    out.append(f"- New nodes: the GLNN student ({ind['gnn']}) on the {ind['holdout_nodes']} test nodes held out of "
+    out.append(f"- New nodes: the GLNN student ({ind['gnn']}) on the {num(ind['holdout_nodes'])} test nodes held out of "
                f"the graph at ingest scores **{ind['glnn_holdout_mean']:.3f}** through the inductive path, vs "
                f"{ind['refined_test_mean']:.3f} transductive refined: a gap of "
                f"**{r['inductive_vs_transductive_acc_gap']:.1f} points** (the raw student there: "

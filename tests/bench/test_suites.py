@@ -8,7 +8,9 @@ import pytest
 
 from gkd.bench.suites import SUITES, command, layout, run
 from gkd.cli import main as gkd_main
+from gkd.bench.quality import PROFILES
 from gkd.data.store import TAG
+from gkd.gnn.baselines import BASELINES
 from gkd.gnn.inputs import TEST, label_rate_split, split_codes
 
 # scale's quick profile has its own test (tests/bench/test_scale.py)
@@ -50,27 +52,99 @@ def test_every_suite_ran_and_wrote_its_result(quick):
     assert sum(walls) <= rec["total_s"] + 0.05 * (len(walls) + 1) and rec["total_s"] <= out["wall_s"]
 
 
-@reads_the_quick_run
-def test_quality_tables_come_from_the_runs(quick):
-    root, _, results = quick
-    q = results["quality"]
-    assert [(r["gnn"], r["method"]) for r in q["rows"]] == [("sage", "vanilla"), ("sage", "lingugkd")]
+def _mean(values) -> float:
+    return round(float(np.mean(values)), 4)
+
+
+def check_quality(q: dict, graph_dir) -> None:
+    """quality.json of the quick profile against its own runs and the graph store it ran on."""
+    p = PROFILES["quick"]
+    assert (p["gnns"], p["methods"], p["seeds"], p["rates"]) == (["sage", "sign"], ["vanilla", "lingugkd"], 1, [2, 6])
+    # students: every gnn x method, raw then refined, each the mean of its runs
+    assert [(r["gnn"], r["method"], r["refined"]) for r in q["rows"]] == [
+        (g, m, refined) for g in p["gnns"] for m in p["methods"] for refined in (False, True)]
     for row in q["rows"]:
-        accs = [r["test"]["acc"] for r in q["runs"] if (r["gnn"], r["method"]) == (row["gnn"], row["method"])]
-        assert row["acc_mean"] == round(float(np.mean(accs)), 4) and 0 <= row["acc_mean"] <= 1
-    assert q["best"]["method"] == "lingugkd" and q["best_vanilla"]["method"] == "vanilla"
-    assert q["best_vs_vanilla_acc_ratio"] == round(q["best"]["acc_mean"] / q["best_vanilla"]["acc_mean"], 3)
+        key = (row["gnn"], row["method"], row["refined"])
+        got = [r for r in q["runs"] if (r["gnn"], r["method"], r["refined"]) == key]
+        assert row["seeds"] == [r["seed"] for r in got] == list(range(p["seeds"]))
+        assert row["acc_mean"] == _mean([r["test"]["acc"] for r in got]) and 0 <= row["acc_mean"] <= 1
+        assert row["val_acc_mean"] == _mean([r["val"]["acc"] for r in got])
+    raw = [r for r in q["rows"] if not r["refined"]]
+    # baselines: each of BASELINES raw and refined, each the mean of its runs
+    assert [(b["name"], b["refined"]) for b in q["baselines"]] == [
+        (name, refined) for name in BASELINES for refined in (False, True)]
+    for b in q["baselines"]:
+        got = [r for r in q["baseline_runs"] if (r["gnn"], r["refined"]) == (b["name"], b["refined"])]
+        assert [r["method"] for r in got] == ["baseline"] * p["seeds"]
+        assert b["acc_mean"] == _mean([r["test"]["acc"] for r in got]) and 0 <= b["acc_mean"] <= 1
+    # the val sweep: every tuned student at every grid point; the winner has the best val accuracy
+    tun = q["tuning"]
+    assert tun["grid"] == p["grid"] == [{"hidden": 16}, {"hidden": 32}]
+    assert [(pt["gnn"], pt["params"]) for pt in tun["points"]] == [(g, x) for g in p["tune"] for x in p["grid"]]
+    assert set(tun["chosen"]) == set(p["tune"]) == {"sage", "sign"}
+    for gnn, params in tun["chosen"].items():
+        pts = [pt for pt in tun["points"] if pt["gnn"] == gnn]
+        assert next(pt for pt in pts if pt["params"] == params)["val_acc"] == max(pt["val_acc"] for pt in pts)
+    # the bests and the goals' ratios / gap, from the values they are made of
+    best = max((r for r in raw if r["method"] != "vanilla"), key=lambda r: r["acc_mean"])
+    best_vanilla = max((r for r in raw if r["method"] == "vanilla"), key=lambda r: r["acc_mean"])
+    assert q["best"] == {k: best[k] for k in ("gnn", "method", "acc_mean", "f1_mean")}
+    assert q["best_vanilla"] == {k: best_vanilla[k] for k in ("gnn", "method", "acc_mean", "f1_mean")}
+    assert q["best_vs_vanilla_acc_ratio"] == round(best["acc_mean"] / best_vanilla["acc_mean"], 3)
+    mp = q["best_message_passing"]
+    assert mp == {"gnn": "sage", "acc_mean": raw[0]["acc_mean"], "acc_std": raw[0]["acc_std"]}  # sign is not one
+    sign_raw = next(b for b in q["baselines"] if b["name"] == "sign" and not b["refined"])
+    assert q["plain_student_vs_sign_raw_ratio"] == round(mp["acc_mean"] / sign_raw["acc_mean"], 3)
+    br, bb = q["best_refined"], q["best_baseline_refined"]
+    assert br["acc_mean"] == max(r["acc_mean"] for r in q["rows"] if r["refined"])
+    assert {k: br[k] for k in ("acc_mean", "acc_std")} in [
+        {k: r[k] for k in ("acc_mean", "acc_std")} for r in q["rows"]
+        if r["refined"] and (r["gnn"], r["method"]) == (br["gnn"], br["method"])]
+    assert bb["acc_mean"] == max(b["acc_mean"] for b in q["baselines"] if b["refined"])
+    assert bb["acc_std"] == next(b for b in q["baselines"] if b["refined"] and b["name"] == bb["name"]
+                                 and b["acc_mean"] == bb["acc_mean"])["acc_std"]
+    assert q["best_refined_vs_baseline_refined_ratio"] == round(br["acc_mean"] / bb["acc_mean"], 3)
+    ind = q["inductive"]
+    gap = 100 * (ind["refined_test_mean"] - ind["glnn_holdout_mean"])
+    assert q["inductive_vs_transductive_acc_gap"] == round(gap, 2)
+    # the inductive check: the labels-only student of the best val accuracy, on the nodes held out at ingest
+    tag = TAG.load(graph_dir, features=False)
+    holdout = int((tag.split == "holdout").sum())
+    assert holdout > 0 and ind["holdout_nodes"] == holdout == q["graph"]["holdout_nodes"]
+    assert {r["holdout"]["nodes"] for r in q["runs"] if not r["refined"]} == {holdout}
+    assert ind["gnn"] == max((r for r in raw if r["method"] == "vanilla"), key=lambda r: r["val_acc_mean"])["gnn"]
+    assert [g["seed"] for g in ind["runs"]] == list(range(p["seeds"]))
+    for k in ("refined_test", "raw_holdout", "glnn_test", "glnn_holdout"):
+        assert ind[f"{k}_mean"] == _mean([g[k]["acc"] for g in ind["runs"]]) and 0 <= ind[f"{k}_mean"] <= 1
+    # the GLNN run refines the same student as the table's refined row
+    assert ind["refined_test_mean"] == next(r for r in q["rows"] if (r["gnn"], r["method"], r["refined"])
+                                            == (ind["gnn"], "vanilla", True))["acc_mean"]
+    # the teacher: both sides over 3 groups of its 24 test nodes
     for side in ("zero_shot", "tuned"):
         t = q["teacher"][side]
         assert t["groups"] == 3 and t["nodes"] == 24 and 0 <= t["acc_mean"] <= 1 and t["acc_std"] >= 0
-    # the sweep: two methods at every rate, all scored on one test set (the pool of the largest rate removed)
+    # the label-rate sweep: the rate baselines and the inductive check's student, raw and refined at every rate, all
+    # scored on one test set (the pool of the largest rate removed)
     sweep = q["sweep"]
-    assert [(r["labels_per_class"], r["method"]) for r in sweep["rows"]] == [
-        (2, "vanilla"), (2, "lingugkd"), (6, "vanilla"), (6, "lingugkd")]
-    tag = TAG.load(root / "work" / "quality" / "graph", features=False)
+    assert sweep["gnn"] == ind["gnn"] and sweep["methods"] == [*p["rate_baselines"], f"{ind['gnn']} (gkd)"]
+    assert sweep["rates"] == p["rates"] and sweep["label_pool_per_class"] == max(p["rates"]) == 6
+    assert [(r["labels_per_class"], r["method"], r["refined"]) for r in sweep["rows"]] == [
+        (k, m, refined) for k in p["rates"] for m in sweep["methods"] for refined in (False, True)]
+    for row in sweep["rows"]:
+        got = [r for r in q["sweep_runs"] if (r["labels_per_class"], r["method"], r["refined"])
+               == (row["labels_per_class"], row["method"], row["refined"])]
+        assert len(got) == p["seeds"] and row["acc_mean"] == _mean([r["test"]["acc"] for r in got])
     codes, counts = label_rate_split(split_codes(tag.split), tag.labels, 2, 6, 0)
     assert sweep["test_nodes"] == counts["test_nodes"] == (codes == TEST).sum() < (tag.split == "test").sum()
-    assert {r["test_nodes"] for r in q["sweep_runs"]} == {sweep["test_nodes"]}
+    assert {r["test"]["nodes"] for r in q["sweep_runs"]} == {sweep["test_nodes"]}
+    assert {r["test_nodes"] for r in q["sweep_runs"] if r["method"] == sweep["methods"][-1]} == \
+        {sweep["test_nodes"]}
+
+
+@reads_the_quick_run
+def test_quality_tables_come_from_the_runs(quick):
+    root, _, results = quick
+    check_quality(results["quality"], root / "work" / "quality" / "graph")
 
 
 @reads_the_quick_run

@@ -68,8 +68,14 @@ def test_pipeline_tracks_every_stage_and_reuses_finished_ones(ray_local, tmp_pat
     samples = json.loads(open(client.download_artifacts(kids["rationale"].info.run_id, "rationale_samples.json",
                                                         str(tmp_path))).read())
     assert samples and {"node_id", "text", "keywords", "json_ok", "problems"} <= set(samples[0])
+    # refine: the registered model is the GLNN student with the refined predictions of every known node
+    ref = first["stages"]["refine"]["summary"]
+    assert ref["glnn"]["holdout"]["nodes"] == int((TAG.load(cfg.graph_dir, features=False).split == "holdout").sum())
+    assert kids["refine"].data.metrics["refined.test.acc"] == ref["refined"]["test"]["acc"]
     reg = first["stages"]["register"]["summary"]
     assert reg["name"] == "tiny-student" and reg["version"] == "1"
+    model_dir = client.download_artifacts(reg["run_id"], "student/artifacts/checkpoint", str(tmp_path / "dl"))
+    assert {"refined.npy", "student.json", "model.safetensors"} <= {p.name for p in __import__("pathlib").Path(model_dir).iterdir()}
     assert str(client.get_model_version_by_alias("tiny-student", "candidate").version) == "1"
 
     # rerun: everything is reused, nothing is registered twice, the stage runs say so
@@ -85,7 +91,7 @@ def test_pipeline_tracks_every_stage_and_reuses_finished_ones(ray_local, tmp_pat
     cfg3 = build_config(tiny_config(tmp_path, distill={"epochs": 4, "patience": 4}))
     third = run_pipeline(cfg3, progress=print)
     ran = [s for s, r in third["stages"].items() if not r["skipped"]]
-    assert ran == ["distill", "register"]
+    assert ran == ["distill", "refine", "register"]
     assert third["stages"]["distill"]["summary"]["epochs_run"] == 4
     assert third["stages"]["register"]["summary"]["version"] == "2"
     assert "distill: student" in capsys.readouterr().out
@@ -96,7 +102,7 @@ def test_changed_config_invalidates_its_stage_and_downstream_only(tmp_path, tiny
     h = stage_hashes(cfg)
     other = stage_hashes(build_config(tiny_config(tmp_path, prompt={"hops": 2})))
     assert other["ingest"] == h["ingest"]  # the prompt does not change the graph
-    assert all(other[s] != h[s] for s in ("rationale", "teacher", "distill", "register"))
+    assert all(other[s] != h[s] for s in ("rationale", "teacher", "distill", "refine", "register"))
     runtime = stage_hashes(build_config(tiny_config(tmp_path, rationale={"num_actors": 2},
                                                     distill={"num_cpus_per_worker": 2})))
     assert runtime == h  # how a stage runs does not change what it writes
