@@ -350,7 +350,7 @@ class RefineConfig(Strict):
     Smooth over the graph; then GLNN: the refined predictions distilled back into the inductive student."""
 
     enabled: bool = True
-    prior: Literal["em", "bbse", "none"] = "em"
+    prior: Literal["em", "bbse", "none"] = "bbse"
     # Correct & Smooth propagation strengths tried (0 = that step off); the best on prior-reweighted val acc wins
     correct_alphas: list[float] = [0.0, 0.8]
     smooth_alphas: list[float] = [0.0, 0.8, 0.95]

@@ -163,7 +163,7 @@ def normalise(scores: np.ndarray) -> np.ndarray:
     return np.divide(s, total, out=np.full_like(s, 1.0 / s.shape[1]), where=total > _EPS)
 
 
-def refine(logits: np.ndarray, y: np.ndarray, split: np.ndarray, adj, prior: str = "em",
+def refine(logits: np.ndarray, y: np.ndarray, split: np.ndarray, adj, prior: str = "bbse",
            correct_alphas=(0.0, 0.8), smooth_alphas=(0.0, 0.8, 0.95),
            iterations: int = 50) -> Refined:
     """Whole-graph logits (N, C) + labels (N,) (-1 none) + split codes (N,) + S (N, N) -> `Refined`.
