@@ -114,3 +114,21 @@ def test_cli_register_then_promote_with_the_workdir_sqlite_store(tmp_path, monke
         mlflow.set_tracking_uri(None)
     assert main(["register", "--out", str(tmp_path / "empty")]) == 2
     assert "run `gkd distill` first" in capsys.readouterr().err
+
+
+def test_a_sign_student_predicts_a_table_from_the_tables_own_hops():
+    from gkd.gnn.models import SIGN
+
+    torch.manual_seed(0)
+    sign = SIGN(4, 8, 3, num_layers=2, dropout=0.0).eval()
+    x = np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32)
+    neighbors = [[1, 2], [0], [0, 3], []]
+    out = registry.predict_table(sign, ["a", "b", "c"], x, neighbors)
+    # by hand: hop 1 = mean of the listed neighbours' rows (zeros without), hop 2 = mean of their hop 1
+    h1 = np.stack([x[nb].mean(0) if nb else np.zeros(4, np.float32) for nb in neighbors])
+    h2 = np.stack([h1[nb].mean(0) if nb else np.zeros(4, np.float32) for nb in neighbors])
+    with torch.no_grad():
+        logits, _ = sign(torch.from_numpy(np.concatenate([x, h1, h2], axis=1)))
+    probs = torch.softmax(logits, 1).numpy()
+    np.testing.assert_allclose(np.asarray(out["probs"]), probs, rtol=1e-5, atol=1e-6)
+    assert out["label"] == [["a", "b", "c"][i] for i in probs.argmax(1)]
