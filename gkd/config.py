@@ -286,6 +286,8 @@ class DistillConfig(Strict):
     hidden: int = Field(128, ge=4)
     num_layers: int = Field(2, ge=1, le=6)
     root_weight: bool = True  # GCN: a separate weight for the node's own features
+    # message-passing students: the head reads [x W_0, h_1, .., h_L] (jumping knowledge), not h_L alone
+    jk: bool = False
     dropout: float = Field(0.5, ge=0, lt=1)
     heads: int = Field(4, ge=1)  # GAT only
     fanouts: list[int] = [15, 10]  # per layer, -1 = all neighbours

@@ -34,14 +34,16 @@ MESSAGE_PASSING = ("gcn", "sage", "gat", "gin")
 # baselines shown there (all of them at the graph's own split)
 _FULL = {"gnns": ["gcn", "sage", "gat", "gin", "sign"], "methods": METHODS, "llm": True, "seeds": 3,
          "rates": [5, 10, 20, 50], "groups": 3, "tune": ["sage", "sign"],
-         "grid": [{"hidden": h, "weight_decay": wd} for h in (128, 256) for wd in (0.0, 5e-4)],
-         "rate_baselines": ["label_propagation", "sign"]}
+         "grid": {"sage": [{"hidden": h, "weight_decay": 0.0, "jk": jk} for jk in (False, True) for h in (128, 256)],
+                  "sign": [{"hidden": h, "weight_decay": wd} for h in (128, 256) for wd in (0.0, 5e-4)]},
+         "rate_baselines": ["sign"]}
 PROFILES = {
     "full": _FULL,
     # the same without the LLM world (no rationale, teacher or distilled methods): the labels-only bars
     "labels": {**_FULL, "methods": ["vanilla"], "llm": False},
     "quick": {"gnns": ["sage", "sign"], "methods": ["vanilla", "lingugkd"], "llm": True, "seeds": 1, "rates": [2, 6],
-              "groups": 3, "tune": ["sage", "sign"], "grid": [{"hidden": 16}, {"hidden": 32}],
+              "groups": 3, "tune": ["sage", "sign"],
+              "grid": {"sage": [{"hidden": 16}, {"hidden": 16, "jk": True}], "sign": [{"hidden": 16}, {"hidden": 32}]},
               "rate_baselines": ["sign"]},
 }
 
@@ -225,7 +227,25 @@ def _split(g, k: int | None, pool: int | None, seed: int):
 def baseline_runs(cfg: ExperimentConfig, names: list[str], seeds: int, k: int | None = None,
                   pool: int | None = None) -> list[dict]:
     """The plain baselines (gkd.gnn.baselines) on the students' features, labels and splits, each raw and
-    refined (gkd.gnn.refine with the experiment's refine config): one record per (name, seed, raw|refined)."""
+    refined (gkd.gnn.refine with the experiment's refine config): one record per (name, seed, raw|refined).
+    Kept in <workdir>/baselines/<key>.json, key = the graph's and the refine config's content hashes and the
+    arguments: a rerun of the suite reuses them."""
+    import hashlib
+
+    from gkd.config import content, content_hash
+
+    key = hashlib.sha256(json.dumps([content_hash(cfg, "ingest"), content(cfg.refine), names, seeds, k, pool,
+                                     cfg.distill.num_layers]).encode()).hexdigest()[:16]
+    done = cfg.workdir / "baselines" / f"{key}.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    runs = _baseline_runs(cfg, names, seeds, k, pool)
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(runs))
+    return runs
+
+
+def _baseline_runs(cfg: ExperimentConfig, names: list[str], seeds: int, k: int | None, pool: int | None) -> list[dict]:
     from gkd.data.store import TAG
     from gkd.gnn.baselines import baseline_logits
     from gkd.gnn.distill import evaluate_logits
@@ -263,7 +283,7 @@ def tune(cfg: ExperimentConfig, p: dict) -> dict:
     (ties: the earlier point). Test accuracy is recorded for the reader, never read."""
     points, chosen = [], {}
     for gnn in p["tune"]:
-        for i, params in enumerate(p["grid"]):
+        for i, params in enumerate(p["grid"][gnn]):
             m, _ = student(cfg, gnn, "vanilla", 0, tag=f"-g{i}" if i else "", **params)
             points.append({"gnn": gnn, "params": params, "val_acc": m["val"]["acc"],
                            "best_epoch": m["best_epoch"], "epochs_run": m["epochs_run"],
@@ -281,8 +301,10 @@ def _params(chosen: dict, gnn: str, p: dict) -> dict:
     return chosen.get(first, {})
 
 
-def _index(params: dict, p: dict) -> str:
-    i = p["grid"].index(params) if params in p["grid"] else 0
+def _index(gnn: str, params: dict, p: dict) -> str:
+    """The name tag of a tuning run with these settings (so the students reuse it), "" if none."""
+    grid = p["grid"].get(gnn, [])
+    i = grid.index(params) if params in grid else 0
     return f"-g{i}" if i else ""
 
 
@@ -312,7 +334,7 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
         params = _params(chosen, gnn, p)
         for seed in range(p["seeds"]):
             for method in p["methods"]:
-                m, _ = student(cfg, gnn, method, seed, tag=_index(params, p) if method == "vanilla" else "",
+                m, _ = student(cfg, gnn, method, seed, tag=_index(gnn, params, p) if method == "vanilla" else "",
                                **params)
                 r = refined(cfg, gnn, method, seed, **params) if method == "vanilla" or p["llm"] else None
                 runs.append(_record(m, holdout=m.get("holdout")))
@@ -356,7 +378,7 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
                        for r in baseline_runs(cfg, p["rate_baselines"], p["seeds"], k, pool)]
         for seed in range(p["seeds"]):
             rate = {"labels_per_class": k, "label_pool_per_class": pool}
-            m, _ = student(cfg, sgnn, "vanilla", seed, tag=_index(gparams, p), **gparams, **rate)
+            m, _ = student(cfg, sgnn, "vanilla", seed, tag=_index(sgnn, gparams, p), **gparams, **rate)
             r = refined(cfg, sgnn, "vanilla", seed, **gparams, **rate)
             extra = {"labels_per_class": k, "test_nodes": m["inputs"]["label_rate"]["test_nodes"]}
             sweep_runs += [_record(m, **extra, method=f"{sgnn} (gkd)"),

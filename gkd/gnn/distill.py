@@ -159,7 +159,7 @@ def train_interpreter(inputs: StudentInputs, cfg: ExperimentConfig, idir: Path,
     # the interpreter passes messages over key-neighbour edges: a SIGN student gets a SAGE interpreter
     spec = {"kind": "sage" if d.gnn == "sign" else d.gnn, "in_dim": g.x.shape[1] + inputs.rationale.kw_emb.shape[1],
             "hidden": d.hidden, "num_classes": g.num_classes, "num_layers": d.num_layers, "dropout": d.dropout,
-            "heads": d.heads, "root_weight": d.root_weight}
+            "heads": d.heads, "root_weight": d.root_weight, "jk": d.jk}
     icfg = cfg.model_copy(update={"distill": d.model_copy(update={"epochs": d.pan.interpreter_epochs or d.epochs})})
     state = _train(inputs, icfg, "interpreter", spec, idir)
     gnn = build_gnn(spec)
@@ -186,7 +186,8 @@ def student_spec(d: DistillConfig, in_dim: int, num_classes: int) -> dict:
         return {"kind": "sign", "in_dim": in_dim, "hidden": d.hidden, "num_classes": num_classes,
                 "num_layers": d.num_layers, "dropout": d.dropout}
     return {"kind": d.gnn, "in_dim": in_dim, "hidden": d.hidden, "num_classes": num_classes,
-            "num_layers": d.num_layers, "dropout": d.dropout, "heads": d.heads, "root_weight": d.root_weight}
+            "num_layers": d.num_layers, "dropout": d.dropout, "heads": d.heads, "root_weight": d.root_weight,
+            "jk": d.jk}
 
 
 def with_hops(graph: GraphArrays, d: DistillConfig) -> GraphArrays:

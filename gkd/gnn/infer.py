@@ -35,6 +35,7 @@ def layerwise_inference(gnn: GNN, features, indptr: np.ndarray, indices: np.ndar
     n = len(indptr) - 1
     sampler = CSRSampler(indptr, indices, [-1])
     h = None
+    outs = []
     t0 = time.perf_counter()
     for layer in range(gnn.num_layers):
         out = torch.empty((n, gnn.hidden), dtype=torch.float32)
@@ -55,9 +56,15 @@ def layerwise_inference(gnn: GNN, features, indptr: np.ndarray, indices: np.ndar
                 : len(chunk)
             ].cpu()
         h = out
+        outs.append(out)
         log.info("%s: layer %d/%d for %d nodes (%.1f s)", what, layer + 1, gnn.num_layers, n,
                  time.perf_counter() - t0)
-    logits = torch.cat([gnn.head(h[s : s + batch_size].to(device)).cpu() for s in range(0, n, batch_size)])
+    if getattr(gnn, "jk", False):  # the head reads the input and every layer
+        logits = torch.cat([gnn.readout([features(torch.arange(s, min(s + batch_size, n))).float().to(device)]
+                                        + [o[s : s + batch_size].to(device) for o in outs]).cpu()
+                            for s in range(0, n, batch_size)])
+    else:
+        logits = torch.cat([gnn.head(h[s : s + batch_size].to(device)).cpu() for s in range(0, n, batch_size)])
     return logits.numpy(), h.numpy()
 
 
@@ -109,12 +116,12 @@ def layer_inputs(gnn, x, indptr: np.ndarray, indices: np.ndarray, batch_size: in
         rows = (lambda n_id, h=h: torch.from_numpy(np.asarray(h[n_id.numpy()], dtype=np.float32)))
         h, _ = layerwise_inference(_OneLayer(gnn, i), rows, indptr, indices, batch_size, device,
                                    what=f"layer inputs, layer {i + 1}")
-        if i < gnn.num_layers - 1:
-            hidden.append(h)
+        hidden.append(h)
     with torch.no_grad():
-        logits = torch.cat([gnn.head(torch.from_numpy(h[s : s + batch_size]).to(device)).cpu()
+        logits = torch.cat([gnn.readout([torch.from_numpy(np.asarray(H[s : s + batch_size], dtype=np.float32))
+                                         .to(device) for H in hidden]).cpu()
                             for s in range(0, len(h), batch_size)])
-    return hidden, logits.numpy()
+    return hidden[:-1], logits.numpy()
 
 
 @torch.no_grad()
@@ -141,8 +148,10 @@ def inductive_logits(gnn, hidden: list, x_new: np.ndarray, neighbors: list[np.nd
     dst = torch.from_numpy(np.repeat(np.arange(m), [len(s) for s in nbrs]))
     edge_index = torch.stack([src, dst]).long().to(device)
     gnn = gnn.to(device).eval()
-    h = torch.as_tensor(np.asarray(x_new, dtype=np.float32))
+    h = torch.as_tensor(np.asarray(x_new, dtype=np.float32)).to(device)
+    layers = [h]
     for i in range(gnn.num_layers):
         rows = torch.from_numpy(np.asarray(hidden[i][uniq], dtype=np.float32))  # (|S|, d_i), also for S empty
-        h = gnn.layer(i, torch.cat([h, rows]).to(device), edge_index)[:m]
-    return gnn.head(h).cpu().numpy()
+        h = gnn.layer(i, torch.cat([h, rows.to(device)]), edge_index)[:m]
+        layers.append(h)
+    return gnn.readout(layers).cpu().numpy()

@@ -10,7 +10,8 @@ the branches side by side. It trains on seed rows alone (no neighbour sampling),
 "layer k" for LinguGKD's per-hop alignment, and a new node's inputs are means of its neighbours' cached
 rows (Serve's inductive path).
 
-Every model is `L` message-passing layers of width `hidden` and a linear head. `forward` returns the
+Every model is `L` message-passing layers of width `hidden` and a linear head; with `jk` (jumping knowledge)
+the head reads [relu(x W_0), h_1, .., h_L] side by side instead of h_L alone. `forward` returns the
 logits and the list of layer outputs h_1..h_L, so the distillation losses can reach each layer
 (LinguGKD aligns h_l to the teacher's hop-l features; Pan aligns h_L to the interpreter's).
 """
@@ -55,7 +56,7 @@ class GNN(nn.Module):
     """(n, d_in) node features + edge_index (2, e) -> logits (n, C), [h_1..h_L] each (n, hidden)."""
 
     def __init__(self, kind: str, in_dim: int, hidden: int, num_classes: int, num_layers: int,
-                 dropout: float = 0.5, heads: int = 4, root_weight: bool = False):
+                 dropout: float = 0.5, heads: int = 4, root_weight: bool = False, jk: bool = False):
         super().__init__()
         if kind not in CONVS:
             raise ConfigError(f"distill.gnn={kind!r} is not one of {sorted(KINDS)}")
@@ -67,13 +68,16 @@ class GNN(nn.Module):
         # GCN's own-feature weight: h_i W_root + sum_j h_j W / (d_i + 1)
         self.roots = (nn.ModuleList(nn.Linear(dims[i], hidden, bias=False) for i in range(num_layers))
                       if self.root_weight else None)
-        self.head = nn.Linear(hidden, num_classes)
+        # jumping knowledge (concatenation): the head reads the node's own projected features and every layer
+        self.jk = bool(jk)
+        self.lin0 = nn.Linear(in_dim, hidden) if self.jk else None
+        self.head = nn.Linear(hidden * (num_layers + 1) if self.jk else hidden, num_classes)
 
     def spec(self) -> dict:
         """Constructor arguments (what a loader needs to rebuild the model)."""
         return {"kind": self.kind, "in_dim": self.in_dim, "hidden": self.hidden, "num_classes": self.num_classes,
                 "num_layers": self.num_layers, "dropout": self.dropout, "heads": self.heads,
-                "root_weight": self.root_weight}
+                "root_weight": self.root_weight, "jk": self.jk}
 
     def layer(self, i: int, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """Layer i (0-based) on (n, d) -> (n, hidden); used by sampled training and layer-wise inference."""
@@ -97,7 +101,20 @@ class GNN(nn.Module):
                 h, edge_index, _ = trim_to_layer(i, num_sampled_nodes, num_sampled_edges, h, edge_index)
             h = self.layer(i, h, edge_index)
             reps.append(h)
+        if self.jk:  # trimming keeps a prefix of the rows: the last layer's rows are the first rows of each
+            m = h.size(0)
+            h = torch.cat([self.input_layer(x[:m])] + [r[:m] for r in reps], dim=1)
         return self.head(F.dropout(h, p=self.dropout, training=self.training)), reps
+
+    def input_layer(self, x: torch.Tensor) -> torch.Tensor:
+        """JK's hop-0 term: the node's own features projected to `hidden`."""
+        return F.relu(self.lin0(F.dropout(x, p=self.dropout, training=self.training)))
+
+    def readout(self, layers: list[torch.Tensor]) -> torch.Tensor:
+        """Logits from [x, h_1, .., h_L] of the same rows (layer-wise inference and new nodes)."""
+        if self.jk:
+            return self.head(torch.cat([self.input_layer(layers[0])] + list(layers[1:]), dim=1))
+        return self.head(layers[-1])
 
 
 class SIGN(nn.Module):
@@ -136,4 +153,4 @@ def build_gnn(spec: dict) -> nn.Module:
     if spec["kind"] == "sign":
         return SIGN(spec["in_dim"], spec["hidden"], spec["num_classes"], spec["num_layers"], spec.get("dropout", 0.5))
     return GNN(spec["kind"], spec["in_dim"], spec["hidden"], spec["num_classes"], spec["num_layers"],
-               spec.get("dropout", 0.5), spec.get("heads", 4), spec.get("root_weight", False))
+               spec.get("dropout", 0.5), spec.get("heads", 4), spec.get("root_weight", False), spec.get("jk", False))

@@ -38,17 +38,25 @@ def test_unknown_kind_and_bad_gat_width_are_config_errors():
         GNN("gat", 8, 10, 3, 2, heads=4)
 
 
-@pytest.mark.parametrize("kind", sorted(CONVS))
-def test_layerwise_inference_equals_full_graph_forward(kind):
+@pytest.mark.parametrize("kind,jk", [(k, False) for k in sorted(CONVS)] + [("sage", True), ("gcn", True)])
+def test_layerwise_inference_equals_full_graph_forward(kind, jk):
+    from gkd.gnn.infer import inductive_logits, layer_inputs
+
     indptr, indices, x = small_graph(seed=1)
     torch.manual_seed(0)
-    gnn = GNN(kind, 8, 16, 4, num_layers=2).eval()
+    gnn = GNN(kind, 8, 16, 4, num_layers=2, root_weight=kind == "gcn", jk=jk).eval()
+    assert gnn.spec()["jk"] is jk and build_gnn(gnn.spec()).spec() == gnn.spec()
     row = torch.repeat_interleave(torch.arange(60), torch.from_numpy(np.diff(indptr)))
     with torch.no_grad():
         full, reps = gnn(x, torch.stack([torch.from_numpy(indices), row]))
     logits, h = layerwise_inference(gnn, lambda n_id: x[n_id], indptr, indices, batch_size=7)
     np.testing.assert_allclose(logits, full.numpy(), atol=1e-5)
     np.testing.assert_allclose(h, reps[-1].numpy(), atol=1e-5)
+    # every layer kept (Serve's cache): the same logits; node 5 asked as a new node gets its own row back
+    hidden, cached = layer_inputs(gnn, x.numpy(), indptr, indices, batch_size=7)
+    np.testing.assert_allclose(cached, full.numpy(), atol=1e-5)
+    nbrs = [indices[indptr[5] : indptr[6]]]
+    np.testing.assert_allclose(inductive_logits(gnn, hidden, x[5:6].numpy(), nbrs)[0], full[5].numpy(), atol=1e-5)
 
 
 def test_layerwise_inference_reports_progress_within_a_layer(caplog):
@@ -63,12 +71,12 @@ def test_layerwise_inference_reports_progress_within_a_layer(caplog):
     assert sum("for 60 nodes" in line for line in lines) == 2
 
 
-@pytest.mark.parametrize("kind", ["sage", "gat"])
-def test_trimmed_sampled_forward_matches_untrimmed_at_the_seeds(kind):
+@pytest.mark.parametrize("kind,jk", [("sage", False), ("gat", False), ("sage", True)])
+def test_trimmed_sampled_forward_matches_untrimmed_at_the_seeds(kind, jk):
     from torch_geometric.loader import NodeLoader
 
     indptr, indices, x = small_graph(seed=2)
-    gnn = GNN(kind, 8, 16, 3, num_layers=2).eval()
+    gnn = GNN(kind, 8, 16, 3, num_layers=2, jk=jk).eval()
     loader = NodeLoader(node_data(x, torch.zeros(60, dtype=torch.long), 60),
                         node_sampler=CSRSampler(indptr, indices, [4, 3], seed=0),
                         input_nodes=torch.arange(20), batch_size=10)
