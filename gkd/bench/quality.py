@@ -369,22 +369,9 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
            ("refined_test", "raw_holdout", "glnn_test", "glnn_holdout")},
         "runs": glnn_runs}
 
-    # 5. label-rate sweep: the baselines shown there and the best labels-only student, raw and refined
-    pool = max(p["rates"])
-    sweep_runs = []
     sgnn = pick["gnn"]
-    for k in p["rates"]:
-        sweep_runs += [dict(r, method=r["gnn"], labels_per_class=k)
-                       for r in baseline_runs(cfg, p["rate_baselines"], p["seeds"], k, pool)]
-        for seed in range(p["seeds"]):
-            rate = {"labels_per_class": k, "label_pool_per_class": pool}
-            m, _ = student(cfg, sgnn, "vanilla", seed, tag=_index(sgnn, gparams, p), **gparams, **rate)
-            r = refined(cfg, sgnn, "vanilla", seed, **gparams, **rate)
-            extra = {"labels_per_class": k, "test_nodes": m["inputs"]["label_rate"]["test_nodes"]}
-            sweep_runs += [_record(m, **extra, method=f"{sgnn} (gkd)"),
-                           _refined_record(m, r, **extra, method=f"{sgnn} (gkd)")]
-    sweep_rows = summarize(sweep_runs, ("labels_per_class", "method", "refined"))
-
+    pool = max(p["rates"])
+    sweep_runs: list[dict] = []
     sign_raw = _row(baselines, name="sign", refined=False)
     mp_raw = [r for r in raw if r["method"] == "vanilla" and r["gnn"] in MESSAGE_PASSING]
     best_mp = max(mp_raw, key=lambda r: r["acc_mean"]) if mp_raw else None
@@ -419,16 +406,34 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
         "student_vs_tuned_teacher_acc_ratio": (round(best_teacher_nodes / teacher["tuned"]["acc_all"], 2)
                                                if teacher and best_teacher_nodes and teacher["tuned"]["acc_all"]
                                                else None),
-        "sweep": {"gnn": sgnn, "methods": [*p["rate_baselines"], f"{sgnn} (gkd)"], "rates": p["rates"],
-                  "label_pool_per_class": pool, "test_nodes": sweep_runs[-1]["test_nodes"], "rows": sweep_rows,
-                  "note": f"every rate is scored on the same test nodes: the first {pool} nodes of each class "
-                          "(train split first) are out of test at every rate; raw and refined (temperature, "
-                          "class prior and Correct & Smooth chosen on val) for each"},
         "distill_config": cfg.distill.model_dump(mode="json"),
         "refine_config": cfg.refine.model_dump(mode="json"),
-        "runs": runs, "baseline_runs": base_runs, "sweep_runs": sweep_runs,
+        "runs": runs, "baseline_runs": base_runs,
         "world_wall_s": round(world_s, 1), "wall_s": round(time.time() - t0, 1),
     }
+    # written before the label-rate sweep too: a suite stopped during the sweep keeps everything above
+    write_result(out, result, "gkd.bench.quality", argv)
+
+    # 5. label-rate sweep: the baselines shown there and the best labels-only student, raw and refined
+    for k in p["rates"]:
+        sweep_runs += [dict(r, method=r["gnn"], labels_per_class=k)
+                       for r in baseline_runs(cfg, p["rate_baselines"], p["seeds"], k, pool)]
+        for seed in range(p["seeds"]):
+            rate = {"labels_per_class": k, "label_pool_per_class": pool}
+            m, _ = student(cfg, sgnn, "vanilla", seed, tag=_index(sgnn, gparams, p), **gparams, **rate)
+            r = refined(cfg, sgnn, "vanilla", seed, **gparams, **rate)
+            extra = {"labels_per_class": k, "test_nodes": m["inputs"]["label_rate"]["test_nodes"]}
+            sweep_runs += [_record(m, **extra, method=f"{sgnn} (gkd)"),
+                           _refined_record(m, r, **extra, method=f"{sgnn} (gkd)")]
+    sweep_rows = summarize(sweep_runs, ("labels_per_class", "method", "refined"))
+
+    result["sweep"] = {
+        "gnn": sgnn, "methods": [*p["rate_baselines"], f"{sgnn} (gkd)"], "rates": p["rates"],
+        "label_pool_per_class": pool, "test_nodes": sweep_runs[-1]["test_nodes"], "rows": sweep_rows,
+        "note": f"every rate is scored on the same test nodes: the first {pool} nodes of each class (train split "
+                "first) are out of test at every rate; raw and refined (temperature, class prior and Correct & "
+                "Smooth chosen on val) for each"}
+    result.update(sweep_runs=sweep_runs, wall_s=round(time.time() - t0, 1))
     return write_result(out, result, "gkd.bench.quality", argv)
 
 
