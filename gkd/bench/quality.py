@@ -130,12 +130,14 @@ def student(cfg: ExperimentConfig, gnn: str, method: str, seed: int, tag: str = 
     return run_stage(c, DISTILL, track=False)["summary"], out
 
 
-def refined(cfg: ExperimentConfig, gnn: str, method: str, seed: int, glnn: bool = False, **distill) -> dict:
-    """The refine stage on that student (into its folder/refined; GLNN only when asked) -> its metrics."""
+def refined(cfg: ExperimentConfig, gnn: str, method: str, seed: int, glnn: bool = False, tag: str = "",
+            **distill) -> dict:
+    """The refine stage on the student `student(cfg, gnn, method, seed, tag, **distill)` trained (into its
+    folder/refined; GLNN only when asked) -> its metrics."""
     from gkd.gnn.stage import REFINE
     from gkd.pipeline import run_stage
 
-    c, _ = _student_cfg(cfg, gnn, method, seed, **distill)
+    c, _ = _student_cfg(cfg, gnn, method, seed, tag, **distill)
     c.refine = c.refine.model_copy(update={"glnn": glnn})
     if glnn:
         c.stage_dirs = {**c.stage_dirs, REFINE.name: c.stage_dirs[REFINE.name].with_name("refined-glnn")}
@@ -334,9 +336,9 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
         params = _params(chosen, gnn, p)
         for seed in range(p["seeds"]):
             for method in p["methods"]:
-                m, _ = student(cfg, gnn, method, seed, tag=_index(gnn, params, p) if method == "vanilla" else "",
-                               **params)
-                r = refined(cfg, gnn, method, seed, **params) if method == "vanilla" or p["llm"] else None
+                tag = _index(gnn, params, p) if method == "vanilla" else ""
+                m, _ = student(cfg, gnn, method, seed, tag=tag, **params)
+                r = refined(cfg, gnn, method, seed, tag=tag, **params) if method == "vanilla" or p["llm"] else None
                 runs.append(_record(m, holdout=m.get("holdout")))
                 if r is not None:
                     runs.append(_refined_record(m, r))
@@ -355,7 +357,7 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
     gparams = _params(chosen, pick["gnn"], p)
     glnn_runs = []
     for seed in range(p["seeds"]):
-        r = refined(cfg, pick["gnn"], "vanilla", seed, glnn=True, **gparams)
+        r = refined(cfg, pick["gnn"], "vanilla", seed, glnn=True, tag=_index(pick["gnn"], gparams, p), **gparams)
         glnn_runs.append({"gnn": pick["gnn"], "seed": seed, "refined_test": r["refined"]["test"],
                           "raw_holdout": r["raw"]["holdout"], "glnn_test": r["glnn"]["test"],
                           "glnn_val": r["glnn"]["val"], "glnn_holdout": r["glnn"]["holdout"],
@@ -420,8 +422,9 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
                        for r in baseline_runs(cfg, p["rate_baselines"], p["seeds"], k, pool)]
         for seed in range(p["seeds"]):
             rate = {"labels_per_class": k, "label_pool_per_class": pool}
-            m, _ = student(cfg, sgnn, "vanilla", seed, tag=_index(sgnn, gparams, p), **gparams, **rate)
-            r = refined(cfg, sgnn, "vanilla", seed, **gparams, **rate)
+            tag = _index(sgnn, gparams, p)
+            m, _ = student(cfg, sgnn, "vanilla", seed, tag=tag, **gparams, **rate)
+            r = refined(cfg, sgnn, "vanilla", seed, tag=tag, **gparams, **rate)
             extra = {"labels_per_class": k, "test_nodes": m["inputs"]["label_rate"]["test_nodes"]}
             sweep_runs += [_record(m, **extra, method=f"{sgnn} (gkd)"),
                            _refined_record(m, r, **extra, method=f"{sgnn} (gkd)")]

@@ -294,6 +294,14 @@ def run(cfg) -> dict:
         from gkd.errors import DataError
 
         raise DataError(f"{sdir} has no trained student (logits.npy + checkpoint/): run `gkd distill` first")
+    from gkd.pipeline import read_marker
+
+    trained = (read_marker(cfg, DISTILL) or {}).get("config_hash")
+    if trained is not None and trained != content_hash(cfg, DISTILL):
+        from gkd.errors import DataError
+
+        raise DataError(f"the student in {sdir} was trained with another distill config (content hash {trained}, "
+                        f"this config's is {content_hash(cfg, DISTILL)}): run `gkd distill` with this config first")
     t0 = time.time()
     device = resolve_device(d.device, "distill.device")
     tag = TAG.load(cfg.graph_dir)

@@ -119,14 +119,16 @@ def test_vanilla_needs_no_teacher_and_methods_say_what_is_missing(student_world,
 
 def test_sign_student_then_refine_stage_with_glnn_and_held_out_nodes(student_world, tmp_path):
     from gkd.data.store import read_holdout
+    from gkd.errors import DataError
     from gkd.gnn import refine
+    from gkd.pipeline import run_stage
     from gkd.gnn.infer import inductive_logits, layer_inputs
 
     cfg, tag = student_world
     c = _with(cfg, tmp_path / "sign", gnn="sign", method="vanilla")
     c.stage_dirs = {"distill": tmp_path / "sign", "refine": tmp_path / "refined"}
     c.refine = c.refine.model_copy(update={"glnn_epochs": 10, "glnn_nodes": 200})
-    m = distill.run(c)
+    m = run_stage(c, "distill", track=False)["summary"]  # its marker says which config trained the student
     holdout = read_holdout(c.graph_dir)
     assert len(holdout) == round(0.1 * (len(holdout) + int((tag.split == "test").sum()))) > 0
     assert m["holdout"]["nodes"] == len(holdout) and m["test"]["acc"] > 0.3  # 4 classes: chance is 0.25
@@ -146,3 +148,8 @@ def test_sign_student_then_refine_stage_with_glnn_and_held_out_nodes(student_wor
     hidden, _ = layer_inputs(gnn, tag.x, tag.indptr, tag.indices)
     pred = inductive_logits(gnn, hidden, np.asarray(tag.x[holdout.nodes]), holdout.neighbors).argmax(1)
     assert round(float((pred == holdout.labels).mean()), 4) == r["glnn"]["holdout"]["acc"]
+    # a refine config pointed at a student trained with another distill config refuses, with the reason
+    other = c.model_copy(deep=True)
+    other.distill = other.distill.model_copy(update={"hidden": 8})
+    with pytest.raises(DataError, match="trained with another distill config"):
+        refine.run(other)
