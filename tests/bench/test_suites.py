@@ -79,8 +79,9 @@ def check_quality(q: dict, graph_dir) -> None:
         assert b["acc_mean"] == _mean([r["test"]["acc"] for r in got]) and 0 <= b["acc_mean"] <= 1
     # the val sweep: every tuned student at every grid point; the winner has the best val accuracy
     tun = q["tuning"]
-    assert tun["grid"] == p["grid"] == [{"hidden": 16}, {"hidden": 32}]
-    assert [(pt["gnn"], pt["params"]) for pt in tun["points"]] == [(g, x) for g in p["tune"] for x in p["grid"]]
+    assert tun["grid"] == p["grid"] == {"sage": [{"hidden": 16}, {"hidden": 16, "jk": True}],
+                                        "sign": [{"hidden": 16}, {"hidden": 32}]}
+    assert [(pt["gnn"], pt["params"]) for pt in tun["points"]] == [(g, x) for g in p["tune"] for x in p["grid"][g]]
     assert set(tun["chosen"]) == set(p["tune"]) == {"sage", "sign"}
     for gnn, params in tun["chosen"].items():
         pts = [pt for pt in tun["points"] if pt["gnn"] == gnn]

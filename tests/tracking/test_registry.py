@@ -104,7 +104,10 @@ def test_cli_register_then_promote_with_the_workdir_sqlite_store(tmp_path, monke
     try:
         assert main(["promote", "--out", str(tmp_path), "--model", "gkd-student"]) == 2
         assert "no model version to promote" in capsys.readouterr().err
-        assert main(["register", "--out", str(tmp_path)]) == 0
+        # without the refine stage's checkpoint, register says what to run
+        assert main(["register", "--out", str(tmp_path)]) == 2
+        assert "run `gkd distill` and `gkd refine` first" in capsys.readouterr().err
+        assert main(["register", "--out", str(tmp_path), "--set", "refine.enabled=false"]) == 0
         out = capsys.readouterr().out
         assert out.startswith("registered gkd-student version 1 (alias candidate), MLflow run ")
         assert f"sqlite:///{tmp_path.resolve()}/mlflow.db" in out
@@ -113,7 +116,7 @@ def test_cli_register_then_promote_with_the_workdir_sqlite_store(tmp_path, monke
     finally:
         mlflow.set_tracking_uri(None)
     assert main(["register", "--out", str(tmp_path / "empty")]) == 2
-    assert "run `gkd distill` first" in capsys.readouterr().err
+    assert "run `gkd distill` and `gkd refine` first" in capsys.readouterr().err
 
 
 def test_a_sign_student_predicts_a_table_from_the_tables_own_hops():
