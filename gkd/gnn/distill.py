@@ -187,7 +187,16 @@ def student_spec(d: DistillConfig, in_dim: int, num_classes: int) -> dict:
                 "num_layers": d.num_layers, "dropout": d.dropout}
     return {"kind": d.gnn, "in_dim": in_dim, "hidden": d.hidden, "num_classes": num_classes,
             "num_layers": d.num_layers, "dropout": d.dropout, "heads": d.heads, "root_weight": d.root_weight,
-            "jk": d.jk}
+            "jk": d.jk, "sum_caps": gin_sum_caps(d)}
+
+
+def gin_sum_caps(d: DistillConfig) -> list[int] | None:
+    """GIN's per-layer neighbour caps from the training fanouts. With PyG-style trimming the last layer sums
+    the seeds' sampled neighbours (fanouts[0]) and layer i mostly those of hop L-1-i's nodes
+    (fanouts[L-1-i]). None for other kinds, or when any hop takes all neighbours (-1: nothing to match)."""
+    if d.gnn != "gin" or any(f < 0 for f in d.fanouts):
+        return None
+    return [d.fanouts[d.num_layers - 1 - i] for i in range(d.num_layers)]
 
 
 def with_hops(graph: GraphArrays, d: DistillConfig) -> GraphArrays:

@@ -44,7 +44,8 @@ def test_layerwise_inference_equals_full_graph_forward(kind, jk):
 
     indptr, indices, x = small_graph(seed=1)
     torch.manual_seed(0)
-    gnn = GNN(kind, 8, 16, 4, num_layers=2, root_weight=kind == "gcn", jk=jk).eval()
+    # GIN with neighbour caps that bite (mean degree ~3): the capped sum is the same on every path
+    gnn = GNN(kind, 8, 16, 4, num_layers=2, root_weight=kind == "gcn", jk=jk, sum_caps=[2, 3]).eval()
     assert gnn.spec()["jk"] is jk and build_gnn(gnn.spec()).spec() == gnn.spec()
     row = torch.repeat_interleave(torch.arange(60), torch.from_numpy(np.diff(indptr)))
     with torch.no_grad():
@@ -87,3 +88,31 @@ def test_trimmed_sampled_forward_matches_untrimmed_at_the_seeds(kind, jk):
         bs = batch.batch_size
         np.testing.assert_allclose(a[:bs].numpy(), b[:bs].numpy(), atol=1e-5)
         np.testing.assert_allclose(ra[1][:bs].numpy(), rb[1][:bs].numpy(), atol=1e-5)
+
+
+def test_gin_sum_cap_is_exact_under_the_cap_and_the_sampled_expectation_over_it():
+    """A capped GIN layer sums neighbours exactly when a node has <= cap of them (every sampled batch), and
+    over full neighbourhoods gives the expected sum of a uniform cap-sample: what training saw."""
+    from gkd.gnn.distill import gin_sum_caps
+    from gkd.config import DistillConfig
+
+    torch.manual_seed(0)
+    plain, capped = GNN("gin", 4, 8, 3, num_layers=1), GNN("gin", 4, 8, 3, num_layers=1, sum_caps=[3])
+    capped.load_state_dict(plain.state_dict())
+    assert capped.spec()["sum_caps"] == [3] and build_gnn(capped.spec()).sum_caps == [3]
+    conv, base = capped.convs[0], plain.convs[0]
+    x = torch.randn(11, 4)
+    few = torch.tensor([[1, 2, 3], [0, 0, 0]])  # node 0 has 3 neighbours = cap
+    np.testing.assert_allclose(conv(x, few).detach(), base(x, few).detach(), atol=1e-6)
+    many = torch.stack([torch.arange(1, 11), torch.zeros(10, dtype=torch.long)])  # node 0 has 10 > cap
+    mean_sum = x[1:11].mean(0) * 3  # E[sum of 3 of the 10]
+    expected = conv.nn(mean_sum + (1 + conv.eps) * x[0])
+    np.testing.assert_allclose(conv(x, many)[0].detach(), expected.detach(), atol=1e-5)
+    # a Monte Carlo check of that expectation: the plain sum over random 3-samples, averaged
+    sums = torch.stack([x[1 + torch.randperm(10)[:3]].sum(0) for _ in range(4000)]).mean(0)
+    np.testing.assert_allclose(sums, mean_sum, atol=0.08)
+    # the caps come from the fanouts, last layer <- the seeds' hop; all-neighbour hops have nothing to match
+    d = DistillConfig(gnn="gin", fanouts=[15, 10], num_layers=2)
+    assert gin_sum_caps(d) == [10, 15]
+    assert gin_sum_caps(d.model_copy(update={"fanouts": [15, -1]})) is None
+    assert gin_sum_caps(d.model_copy(update={"gnn": "sage"})) is None
