@@ -352,10 +352,13 @@ class RefineConfig(Strict):
     Smooth over the graph; then GLNN: the refined predictions distilled back into the inductive student."""
 
     enabled: bool = True
+    # the prior's estimator: a fixed default, not chosen per graph (val cannot choose it: see the README)
     prior: Literal["em", "bbse", "none"] = "bbse"
     # Correct & Smooth propagation strengths tried (0 = that step off); the best on prior-reweighted val acc wins
     correct_alphas: list[float] = [0.0, 0.8]
     smooth_alphas: list[float] = [0.0, 0.8, 0.95]
+    # new nodes: weights tried for the mean refined prediction of their known neighbours (chosen on val)
+    new_node_alphas: list[float] = [0.0, 0.25, 0.5, 0.75, 0.9]
     iterations: int = Field(50, ge=1)
     # GLNN: a student trained on CE (train labels) + class-balanced KL to the refined predictions
     glnn: bool = True
@@ -365,7 +368,7 @@ class RefineConfig(Strict):
 
     @model_validator(mode="after")
     def _alphas(self):
-        for name in ("correct_alphas", "smooth_alphas"):
+        for name in ("correct_alphas", "smooth_alphas", "new_node_alphas"):
             values = getattr(self, name)
             if not values or any(not 0 <= a < 1 for a in values):
                 raise ValueError(f"{name} must be a non-empty list of values in [0, 1), got {values}")

@@ -227,7 +227,7 @@ def run(cfg: ExperimentConfig) -> dict:
     <stage dir>/interpreter: students of different methods can share one)."""
     from gkd.data.store import TAG, read_holdout
     from gkd.gnn.infer import layer_inputs
-    from gkd.gnn.refine import holdout_accuracy
+    from gkd.gnn.infer import holdout_accuracy
     from gkd.llm.rationale import read_rationales
     from gkd.llm.teacher import eval_nodes
     from gkd.runtime import init_ray, resolve_device

@@ -155,3 +155,21 @@ def inductive_logits(gnn, hidden: list, x_new: np.ndarray, neighbors: list[np.nd
         h = gnn.layer(i, torch.cat([h, rows.to(device)]), edge_index)[:m]
         layers.append(h)
     return gnn.readout(layers).cpu().numpy()
+
+
+def holdout_logits(model, graph, holdout, device: str = "cpu", batch_size: int = 4096, layers=None) -> np.ndarray:
+    """The model's logits (m, C) for the nodes held out of the graph at ingest, classified as new nodes
+    (their features + their edges into the graph: Serve's inductive path). layers: the model's
+    `layer_inputs` on the graph when already computed."""
+    hidden = (layers or layer_inputs(model, graph.x, graph.indptr, graph.indices, batch_size, device))[0]
+    return inductive_logits(model, hidden, np.asarray(graph.x[holdout.nodes]), holdout.neighbors, device)
+
+
+def holdout_accuracy(model, graph, holdout, device: str = "cpu", batch_size: int = 4096, layers=None) -> dict:
+    """`holdout_logits` scored against the held-out labels -> {acc, macro_f1, nodes} (None without any)."""
+    from gkd.gnn.distill import evaluate_logits
+
+    if holdout is None or len(holdout.nodes) == 0:
+        return {"acc": None, "macro_f1": None, "nodes": 0}
+    logits = holdout_logits(model, graph, holdout, device, batch_size, layers)
+    return evaluate_logits(logits, np.asarray(holdout.labels), np.arange(len(holdout.nodes)))

@@ -209,6 +209,75 @@ def refine(logits: np.ndarray, y: np.ndarray, split: np.ndarray, adj, prior: str
     return Refined(probs=normalise(scores).astype(np.float32), choice=choice, prior=q.astype(np.float32))
 
 
+# ----------------------------------------------------------------------------- new nodes
+
+
+NEW_NODE_ALPHAS = (0.0, 0.25, 0.5, 0.75, 0.9)
+
+
+@dataclass
+class NewNodeRefiner:
+    """The refinement a node that joins the graph later can still get: the classifier's logits at the
+    temperature fitted on val, the prior correction (ratio q / π, None = off), and one smoothing step toward
+    the mean refined prediction of its known neighbours (weight alpha; a node without neighbours keeps its
+    own). Everything is chosen on val and kept with the served student (student.json `new_node_refine`)."""
+
+    temperature: float = 1.0
+    ratio: np.ndarray | None = None
+    alpha: float = 0.0
+
+    def apply(self, logits: np.ndarray, neighbor_mean: np.ndarray | None = None,
+              has_neighbors: np.ndarray | None = None) -> np.ndarray:
+        """(m, C) logits [+ (m, C) neighbours' mean refined probs and an (m,) mask] -> (m, C) probabilities."""
+        p = softmax(logits, self.temperature)
+        if self.ratio is not None:
+            p = normalise(p * self.ratio)
+        if self.alpha > 0 and neighbor_mean is not None:
+            mixed = (1 - self.alpha) * p + self.alpha * neighbor_mean
+            p = np.where(np.asarray(has_neighbors, dtype=bool)[:, None], mixed, p) if has_neighbors is not None \
+                else mixed
+        return normalise(p).astype(np.float32)
+
+    def to_json(self) -> dict:
+        return {"temperature": float(self.temperature), "alpha": float(self.alpha),
+                "ratio": None if self.ratio is None else [float(v) for v in self.ratio]}
+
+    @classmethod
+    def from_json(cls, d: dict | None) -> "NewNodeRefiner | None":
+        if not d:
+            return None
+        ratio = d.get("ratio")
+        return cls(float(d.get("temperature", 1.0)), None if ratio is None else np.asarray(ratio, dtype=np.float64),
+                   float(d.get("alpha", 0.0)))
+
+
+def neighbor_mean(probs: np.ndarray, neighbors: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of `probs` rows over each node's neighbour ids -> ((m, C) means, (m,) has-neighbours mask)."""
+    from gkd.gnn.propagate import mean_of_neighbors
+
+    nbrs = [np.unique(np.asarray(s, dtype=np.int64)) for s in neighbors]
+    return mean_of_neighbors(probs, nbrs), np.array([len(s) > 0 for s in nbrs], dtype=bool)
+
+
+def fit_new_node_refiner(logits_val: np.ndarray, y_val: np.ndarray, nbr_val: np.ndarray, has_val: np.ndarray,
+                         ref: Refined, source: np.ndarray, alphas=NEW_NODE_ALPHAS) -> tuple[NewNodeRefiner, float]:
+    """The new-node refinement of a classifier, chosen on val: its val logits, the val nodes' neighbours'
+    mean refined predictions -> (refiner, its val accuracy reweighted to the estimated prior).
+
+    Val nodes stand in for new ones: a node's own label is never used, but its own prediction did take part
+    in its neighbours' smoothing, which slightly favours alpha; the held-out nodes measure what is left."""
+    temperature = fit_temperature(logits_val, y_val)
+    ratio = ref.prior / np.maximum(source, _EPS)
+    best = None
+    for use_prior in (False, True):
+        for a in alphas:
+            r = NewNodeRefiner(temperature, ratio if use_prior else None, float(a))
+            acc = reweighted_accuracy(r.apply(logits_val, nbr_val, has_val).argmax(1), y_val, ref.prior)
+            if best is None or acc > best[1]:
+                best = (r, acc)
+    return best[0], round(best[1], 4)
+
+
 def label_propagation(y: np.ndarray, split: np.ndarray, adj, alphas=(0.5, 0.8, 0.9, 0.99),
                       iterations: int = 50) -> tuple[np.ndarray, dict]:
     """Plain label propagation (Zhou et al. 2004) from the train labels, alpha chosen on val accuracy ->
@@ -246,21 +315,6 @@ def glnn_weights(probs: np.ndarray, prior: np.ndarray, split: np.ndarray, y: np.
     return (w / max(w[fitted].mean(), _EPS)).astype(np.float32) if fitted.any() else w.astype(np.float32)
 
 
-def holdout_accuracy(model, graph, holdout, device: str = "cpu", batch_size: int = 4096,
-                     layers=None) -> dict:
-    """The model on the nodes held out of the graph at ingest, classified as new nodes (their features +
-    their edges into the graph, Serve's inductive path) -> {acc, macro_f1, nodes}. layers: the model's
-    `layer_inputs` on the graph when already computed."""
-    from gkd.gnn.distill import evaluate_logits
-    from gkd.gnn.infer import inductive_logits, layer_inputs
-
-    if holdout is None or len(holdout.nodes) == 0:
-        return {"acc": None, "macro_f1": None, "nodes": 0}
-    hidden = (layers or layer_inputs(model, graph.x, graph.indptr, graph.indices, batch_size, device))[0]
-    logits = inductive_logits(model, hidden, np.asarray(graph.x[holdout.nodes]), holdout.neighbors, device)
-    return evaluate_logits(logits, np.asarray(holdout.labels), np.arange(len(holdout.nodes)))
-
-
 def _scores(logits, g, nodes_by: dict) -> dict:
     from gkd.gnn.distill import evaluate_logits
 
@@ -277,11 +331,11 @@ def run(cfg) -> dict:
 
     from gkd.config import content_hash
     from gkd.data.store import TAG, read_holdout
-    from gkd.gnn.distill import _train, load_student, save_student, student_spec, with_hops
-    from gkd.gnn.infer import layer_inputs
+    from gkd.gnn.distill import _train, evaluate_logits, load_student, save_student, student_spec, with_hops
+    from gkd.gnn.infer import holdout_accuracy, holdout_logits, layer_inputs
     from gkd.gnn.inputs import RefinedTargets, StudentInputs, graph_arrays, label_rate_split
     from gkd.gnn.models import build_gnn
-    from gkd.gnn.propagate import sym_adjacency
+    from gkd.gnn.propagate import mean_adjacency, sym_adjacency
     from gkd.gnn.stage import DISTILL, REFINE
     from gkd.runtime import init_ray, resolve_device
 
@@ -323,7 +377,8 @@ def run(cfg) -> dict:
         "refined": _scores(np.log(ref.probs + 1e-9), g, nodes_by),
         "refine_wall_s": round(time.time() - t0, 1),
     }
-    served, served_by = student, "student"
+    # the classifiers that could answer new nodes: the student itself, and the GLNN student when asked
+    candidates = {"student": (student, logits, None)}
     if rc.glnn:
         init_ray(cfg.ray)
         weight = glnn_weights(ref.probs, ref.prior, g.split, g.y)
@@ -332,26 +387,51 @@ def run(cfg) -> dict:
         gcfg = cfg.model_copy(update={"distill": d.model_copy(update={"epochs": rc.glnn_epochs or d.epochs})})
         state = _train(inputs, gcfg, "glnn", spec, out, key=metrics["key"],
                        loop_extra={"glnn_weight": rc.glnn_weight, "glnn_nodes": rc.glnn_nodes})
-        served = build_gnn(spec)
-        served.load_state_dict(state["best_model"])
-        layers = layer_inputs(served, g.x, g.indptr, g.indices, d.infer_batch_size, device)
+        glnn = build_gnn(spec)
+        glnn.load_state_dict(state["best_model"])
+        layers = layer_inputs(glnn, g.x, g.indptr, g.indices, d.infer_batch_size, device)
         metrics["glnn"] = {**_scores(layers[1], g, nodes_by),
-                           "holdout": holdout_accuracy(served, g, holdout, device, d.infer_batch_size, layers),
+                           "holdout": holdout_accuracy(glnn, g, holdout, device, d.infer_batch_size, layers),
                            "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
                            "train_wall_s": state["wall_s"], "history": state["history"]}
-        served_by = "glnn"
+        candidates["glnn"] = (glnn, layers[1], layers)
+    # each candidate's new-node refinement (temperature, prior, neighbours' refined predictions), chosen on
+    # val; the one with the best reweighted val accuracy answers new nodes. Held-out nodes only report.
+    val = nodes_by["val"]
+    val = val[g.y[val] >= 0]
+    nbr_val = np.asarray(mean_adjacency(g.indptr, g.indices)[val] @ ref.probs, dtype=np.float32)
+    has_val = np.diff(g.indptr)[val] > 0
+    source = class_prior(g.y[(g.split == TRAIN) & (g.y >= 0)], g.num_classes)
+    if holdout is not None and len(holdout.nodes):
+        nbr_new, has_new = neighbor_mean(ref.probs, holdout.neighbors)
+    new_nodes = {}
+    for name, (model, all_logits, layers) in candidates.items():
+        refiner, acc = fit_new_node_refiner(all_logits[val], g.y[val], nbr_val, has_val, ref, source,
+                                            rc.new_node_alphas)
+        row = {"refiner": refiner.to_json() | {"ratio": refiner.ratio is not None}, "val_acc_reweighted": acc}
+        if holdout is not None and len(holdout.nodes):
+            h_logits = holdout_logits(model, g, holdout, device, d.infer_batch_size, layers)
+            probs = refiner.apply(h_logits, nbr_new, has_new)
+            row["holdout"] = evaluate_logits(np.log(probs + 1e-9), np.asarray(holdout.labels),
+                                             np.arange(len(holdout.nodes)))
+        new_nodes[name] = (refiner, row)
+    served_by = max(new_nodes, key=lambda k: new_nodes[k][1]["val_acc_reweighted"])  # ties: the student
+    refiner = new_nodes[served_by][0]
+    served = candidates[served_by][0]
+    metrics["new_nodes"] = {"served": served_by, **new_nodes[served_by][1],
+                            "candidates": {k: r for k, (_, r) in new_nodes.items()}}
+    served_key = "glnn" if served_by == "glnn" else "raw"
     ckpt = out / "checkpoint"
     if ckpt.exists():
         shutil.rmtree(ckpt)
     save_student(served, ckpt, {k: v for k, v in info.items() if k != "spec"} | {
-        "refined": REFINED_FILE, "new_nodes": served_by,
-        "val_acc": (metrics.get("glnn") or metrics["raw"])["val"]["acc"],
-        "test_acc": (metrics.get("glnn") or metrics["raw"])["test"]["acc"],
+        "refined": REFINED_FILE, "new_nodes": served_by, "new_node_refine": refiner.to_json(),
+        "val_acc": metrics[served_key]["val"]["acc"], "test_acc": metrics[served_key]["test"]["acc"],
         "refined_test_acc": metrics["refined"]["test"]["acc"], "refine_choice": ref.choice})
     np.save(ckpt / REFINED_FILE, ref.probs.astype(np.float16))
     metrics["wall_s"] = round(time.time() - t0, 1)
     Path(out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    log.info("refine %s/%s: test acc %s raw -> %s refined; new nodes (%s): held-out acc %s", d.gnn, d.method,
-             metrics["raw"]["test"]["acc"], metrics["refined"]["test"]["acc"], served_by,
-             (metrics.get("glnn") or metrics["raw"])["holdout"]["acc"])
+    log.info("refine %s/%s: test acc %s raw -> %s refined; new nodes (%s, refined): held-out acc %s", d.gnn,
+             d.method, metrics["raw"]["test"]["acc"], metrics["refined"]["test"]["acc"], served_by,
+             (metrics["new_nodes"].get("holdout") or {}).get("acc"))
     return metrics

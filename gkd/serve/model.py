@@ -23,6 +23,7 @@ import torch
 from gkd.config import EncoderConfig, ExperimentConfig
 from gkd.errors import GkdError
 from gkd.gnn.infer import inductive_logits, layer_inputs  # noqa: F401  (the serve tests import them from here)
+from gkd.gnn.refine import NewNodeRefiner, neighbor_mean
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class StudentService:
                                f"graph {tag.graph_dir} has {self.probs.shape[0]} nodes x {self.probs.shape[1]} "
                                "classes: serve the model with the graph it was refined on")
             self.probs, self.known_by = np.asarray(refined, dtype=np.float32), REFINED
+        # new nodes: the student's logits refined as val chose (temperature, prior, neighbours' refined rows)
+        self.new_refiner = NewNodeRefiner.from_json(info.get("new_node_refine")) if refined is not None else None
         self.keys = _node_keys(tag.graph_dir, tag.num_nodes)
         self._key_index: dict[str, int] | None = None
         self.encoder = encoder if encoder is not None else graph_encoder(tag.meta, s.device, s.torch_threads)
@@ -179,7 +182,12 @@ class StudentService:
         new_probs = None
         if new:
             x_new = self.encoder.encode([t for t, _ in new])
-            new_probs = softmax(inductive_logits(self.gnn, self.hidden, x_new, [nb for _, nb in new], self.device))
+            nbrs = [nb for _, nb in new]
+            logits = inductive_logits(self.gnn, self.hidden, x_new, nbrs, self.device)
+            if self.new_refiner is not None:
+                new_probs = self.new_refiner.apply(logits, *neighbor_mean(self.probs, nbrs))
+            else:
+                new_probs = softmax(logits)
         out, at = [], 0
         for q in queries:
             rows = self.probs[q.ids]
@@ -222,7 +230,12 @@ class StudentService:
                                                  "prior, Correct & Smooth)" if self.known_by == REFINED
                                                  else "the student's full-neighbourhood inference"),
                             "new_nodes_from": f"the {self.info.get('new_nodes', 'student')} student, inductively "
-                                              "(the node's text and its neighbours' cached rows)"},
+                                              "(the node's text and its neighbours' cached rows)"
+                                              + (", then refined: temperature"
+                                                 + (", class prior" if self.new_refiner.ratio is not None else "")
+                                                 + (f", {self.new_refiner.alpha:g} x its neighbours' refined "
+                                                    "predictions" if self.new_refiner.alpha else "")
+                                                 if self.new_refiner is not None else "")},
                 "num_classes": len(self.class_names), "class_names": self.class_names,
                 "encoder": {k: enc.get(k) for k in ("id", "name", "dim")},
                 "limits": {"max_nodes_per_request": self.scfg.max_nodes_per_request,

@@ -174,11 +174,12 @@ def register_student(cfg) -> dict:
                        f"{' and `gkd refine`' if cfg.refine.enabled else ''} first")
     m = json.loads(mpath.read_text())
     refined = cfg.stage_dir("refine") / "metrics.json"
-    if cfg.refine.enabled and refined.is_file():  # the served student: GLNN's numbers, refined ones for known nodes
+    if cfg.refine.enabled and refined.is_file():  # the served student's numbers, refined ones for known nodes
         r = json.loads(refined.read_text())
-        new = r.get("glnn") or r["raw"]
+        nn_ = r.get("new_nodes") or {}
+        new = r["glnn"] if nn_.get("served", "glnn" if r.get("glnn") else "student") == "glnn" else r["raw"]
         m = {**m, "test": new["test"], "val": new["val"], "refined_test": r["refined"]["test"],
-             "holdout": new["holdout"]}
+             "holdout": nn_.get("holdout") or new["holdout"]}
     tracker = Tracker(cfg.name, cfg.workdir)
     own_run = mlflow.active_run() is None
     run = mlflow.start_run(run_name="register") if own_run else mlflow.active_run()

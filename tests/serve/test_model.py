@@ -181,6 +181,16 @@ def test_known_nodes_come_from_refined_predictions_new_ones_from_the_student(ser
     # refined predictions of another graph are refused with the reason
     with pytest.raises(GkdError, match="refined predictions are 5 x"):
         StudentService(gnn, info, tag, model_info, c, refined=got[:5])
+    # with a new-node refinement in student.json: temperature, prior ratio and the neighbours' refined rows
+    ratio = np.linspace(0.5, 2.0, tag.num_classes)
+    info2 = {**info, "new_node_refine": {"temperature": 2.0, "ratio": ratio.tolist(), "alpha": 0.5}}
+    svc2 = StudentService(gnn, info2, tag, model_info, c, refined=got)
+    own = softmax(logits[[node]] / 2.0)[0] * ratio
+    own /= own.sum()
+    nbr = refined[np.unique(nbrs)].astype(np.float32).mean(0)
+    expect = 0.5 * own + 0.5 * nbr
+    np.testing.assert_allclose(svc2.student_probs([q])[0][2], expect / expect.sum(), atol=1e-5)
+    assert "class prior, 0.5 x its neighbours' refined predictions" in svc2.describe()["answers"]["new_nodes_from"]
     (ckpt / "refined.npy").unlink()
     with pytest.raises(Exception, match="refined.npy is missing"):
         load_served_student(c)
