@@ -578,9 +578,9 @@ def markdown_section(r: dict, plot) -> list[str]:
     tun = r.get("tuning")
     if tun:
         out += ["### Student settings chosen on validation", "",
-                f"Each tuned student (seed 0, labels only) at every grid point; the winner by val accuracy is "
-                f"used for every seed (the message-passing students share the first one's). Test accuracy is "
-                f"shown, never used.", ""]
+                "Each tuned student (seed 0, labels only) at every grid point; the winner by val accuracy is "
+                "used for every seed (the message-passing students share the first one's). Test accuracy is "
+                "shown, never used.", ""]
         out += table(["student", "settings", "val acc", "best epoch / run", "test acc", "chosen"],
                      [[pt["gnn"], ", ".join(f"{k}={v}" for k, v in pt["params"].items()), f"{pt['val_acc']:.3f}",
                        f"{pt['best_epoch']} / {pt['epochs_run']}", f"{pt['test_acc']:.3f}",
@@ -612,7 +612,7 @@ def markdown_section(r: dict, plot) -> list[str]:
 
     sweep = r.get("sweep")
     if sweep:
-        out += ["", f"### Label-rate sweep", "",
+        out += ["", "### Label-rate sweep", "",
                 f"Test accuracy on {num(sweep['test_nodes'])} test nodes as the labels per class grow (mean ± std "
                 "over seeds)." + (f" {sweep['note'][:1].upper()}{sweep['note'][1:].rstrip('.')}."
                                   if sweep.get("note") else ""), ""]

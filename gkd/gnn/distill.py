@@ -108,7 +108,7 @@ def load_student(checkpoint_dir: str | Path) -> tuple[GNN, dict]:
     return gnn.eval(), info
 
 
-def _train(inputs: StudentInputs, cfg: ExperimentConfig, mode: str, spec: dict, out: Path,
+def train_student(inputs: StudentInputs, cfg: ExperimentConfig, mode: str, spec: dict, out: Path,
            epoch_hook: EpochHook | None = None, key: str | None = None, loop_extra: dict | None = None) -> dict:
     """Ray Train run of `mode` on `inputs` (put once in the object store) -> the final state (+ wall_s).
     epoch_hook: see LoopConfig (tests only); key: the run's content hash (default: the distill stage's);
@@ -161,7 +161,7 @@ def train_interpreter(inputs: StudentInputs, cfg: ExperimentConfig, idir: Path,
             "hidden": d.hidden, "num_classes": g.num_classes, "num_layers": d.num_layers, "dropout": d.dropout,
             "heads": d.heads, "root_weight": d.root_weight, "jk": d.jk}
     icfg = cfg.model_copy(update={"distill": d.model_copy(update={"epochs": d.pan.interpreter_epochs or d.epochs})})
-    state = _train(inputs, icfg, "interpreter", spec, idir)
+    state = train_student(inputs, icfg, "interpreter", spec, idir)
     gnn = build_gnn(spec)
     gnn.load_state_dict(state["best_model"])
     A = tensors(inputs)
@@ -270,7 +270,7 @@ def run(cfg: ExperimentConfig) -> dict:
         inputs.llm_soft = _llm_soft(inputs)
 
     spec = student_spec(d, graph.x.shape[1], tag.num_classes)
-    state = _train(inputs, cfg, mode, spec, out)
+    state = train_student(inputs, cfg, mode, spec, out)
     gnn = build_gnn(spec)
     gnn.load_state_dict(state["best_model"])
     t = time.time()

@@ -65,9 +65,9 @@ DISTILL = Stage(
 
 
 def _run_refine(cfg) -> dict:
-    from gkd.gnn import refine
+    from gkd.gnn import refine_stage
 
-    return refine.run(cfg)
+    return refine_stage.run(cfg)
 
 
 def served_checkpoint(cfg) -> Path:

@@ -76,10 +76,10 @@ def test_two_worker_ddp_resumes_after_a_worker_is_killed(student_world, tmp_path
             "num_layers": 2, "dropout": 0.5, "heads": 4}
     marker = tmp_path / "killed.txt"
     # rank 1 dies (os._exit) after epoch 3; Ray Train restarts both workers from the epoch-2 checkpoint
-    killed = distill._train(inputs, cfg, "kd", spec, tmp_path / "a",
+    killed = distill.train_student(inputs, cfg, "kd", spec, tmp_path / "a",
                             epoch_hook=functools.partial(crash_once, str(marker), 1, 3))
     assert marker.read_text() == "killed rank 1 after epoch 3\n"
-    clean = distill._train(inputs, cfg, "kd", spec, tmp_path / "b")
+    clean = distill.train_student(inputs, cfg, "kd", spec, tmp_path / "b")
     assert killed["epoch"] == clean["epoch"] == 6
     assert [h["epoch"] for h in killed["history"]] == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose([h["loss"] for h in killed["history"]], [h["loss"] for h in clean["history"]],
@@ -120,7 +120,7 @@ def test_vanilla_needs_no_teacher_and_methods_say_what_is_missing(student_world,
 def test_sign_student_then_refine_stage_with_glnn_and_held_out_nodes(student_world, tmp_path):
     from gkd.data.store import read_holdout
     from gkd.errors import DataError
-    from gkd.gnn import refine
+    from gkd.gnn import refine, refine_stage
     from gkd.pipeline import run_stage
     from gkd.gnn.infer import inductive_logits, layer_inputs
 
@@ -132,7 +132,7 @@ def test_sign_student_then_refine_stage_with_glnn_and_held_out_nodes(student_wor
     holdout = read_holdout(c.graph_dir)
     assert len(holdout) == round(0.1 * (len(holdout) + int((tag.split == "test").sum()))) > 0
     assert m["holdout"]["nodes"] == len(holdout) and m["test"]["acc"] > 0.3  # 4 classes: chance is 0.25
-    r = refine.run(c)
+    r = refine_stage.run(c)
     # refinement chose on val, never hurt reweighted val accuracy, and the GLNN student was trained and scored
     assert r["choice"]["val_acc_reweighted"] >= r["choice"]["raw_val_acc_reweighted"]
     assert r["raw"]["test"] == {k: v for k, v in m["test"].items() if k != "per_class"}
@@ -161,4 +161,4 @@ def test_sign_student_then_refine_stage_with_glnn_and_held_out_nodes(student_wor
     other = c.model_copy(deep=True)
     other.distill = other.distill.model_copy(update={"hidden": 8})
     with pytest.raises(DataError, match="trained with another distill config"):
-        refine.run(other)
+        refine_stage.run(other)

@@ -6,6 +6,7 @@ import torch
 
 from gkd.config import DistillConfig, RefineConfig
 from gkd.gnn import refine as R
+from gkd.gnn.refine_stage import glnn_weights
 from gkd.gnn.baselines import BASELINES, baseline_logits
 from gkd.gnn.distill import student_spec, with_hops
 from gkd.gnn.infer import inductive_logits, layer_inputs
@@ -179,7 +180,7 @@ def test_glnn_fits_the_refined_targets_class_balanced(sbm_graph):
     adj = sym_adjacency(g.indptr, g.indices)
     logits, _ = baseline_logits("sign", g, seed=0)
     ref = R.refine(logits, g.y, g.split, adj)
-    w = R.glnn_weights(ref.probs, ref.prior, g.split, g.y)
+    w = glnn_weights(ref.probs, ref.prior, g.split, g.y)
     fitted = g.split != VAL
     assert (w[g.split == VAL] == 0).all() and w[fitted].mean() == pytest.approx(1.0, rel=1e-5)
     cls = np.where(g.split == TRAIN, g.y, ref.probs.argmax(1))
