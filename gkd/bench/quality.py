@@ -693,6 +693,14 @@ def markdown_losses(r: dict) -> list[str]:
         if lost:
             out.append(f"Label-rate sweep: the refined gkd student ({gkd_name}) is below a refined baseline at "
                        + ", ".join(lost) + ".")
+        hurt = [f"{m} at {rate} ({cell[rate, m, False]['acc_mean']:.3f} -> {cell[rate, m, True]['acc_mean']:.3f}, "
+                f"± {cell[rate, m, True]['acc_std']:.3f})" for rate in sweep["rates"] for m in sweep["methods"]
+                if (rate, m, False) in cell and (rate, m, True) in cell
+                and cell[rate, m, True]["acc_mean"] < cell[rate, m, False]["acc_mean"]]
+        if hurt:
+            out.append("Refinement lowers mean test accuracy in the label-rate sweep for " + ", ".join(hurt)
+                       + " labels/class: the class prior estimated from a weak model can be far off, and the "
+                       "val accuracy reweighted to it, which chooses the correction, is then fooled too.")
     return out
 
 

@@ -593,3 +593,14 @@ def test_main_writes_document(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     assert main(["--results", str(results), "--out", str(out), "--plots", str(tmp_path / "plots")]) == 0
     assert "![teacher tokens/s, loop vs Ray](plots/stream_tokens_per_s.png)" in out.read_text()
+
+
+def test_refinement_that_lowers_accuracy_in_the_sweep_is_a_loss(tmp_path):
+    q = ALL["quality"]()
+    row = next(r for r in q["sweep"]["rows"]
+               if (r["labels_per_class"], r["method"], r["refined"]) == (10, "sign (gkd)", True))
+    row.update(acc_mean=0.4301, acc_std=0.1203)  # below its raw 0.4402
+    text, _, _ = build(tmp_path / "hurt", **{**{k: f() for k, f in ALL.items()}, "quality": q})
+    assert ("**quality**: Refinement lowers mean test accuracy in the label-rate sweep for sign (gkd) at 10 "
+            "(0.440 -> 0.430, ± 0.120) labels/class: the class prior estimated from a weak model can be far off, "
+            "and the val accuracy reweighted to it, which chooses the correction, is then fooled too.") in losses(text)
