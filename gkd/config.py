@@ -261,6 +261,9 @@ class TeacherConfig(Strict):
     train_budget: int | None = Field(None, ge=1)  # training prompts (None = every train node)
     eval_budget: int = Field(300, ge=1)  # test nodes scored for zero-shot / tuned accuracy
     feature_dim: int | None = Field(None, ge=8)  # project per-hop features (large teachers)
+    # per-hop features F_0..F_K: one_pass reads each at the end of its hop's section of the one K-hop prompt
+    # (causal attention: that token sees the node and hops <= k); three_pass runs one prompt per hop
+    readout: Literal["one_pass", "three_pass"] = "one_pass"
     seed: int = 0
 
 

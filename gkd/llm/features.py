@@ -1,7 +1,8 @@
 """Teacher outputs (LinguGKD): soft labels and hierarchical features F_0..F_K for a node budget.
 
-F_k (N, d) is the teacher's last-layer hidden state at the final token of the prompt holding hops
-0..k. Files under <workdir>/teacher/: soft.npy (N, C) float32, feat_hop{k}.npy (N, d) float16,
+F_k (N, d) is the teacher's last-layer hidden state after the node and hops 0..k: `one_pass` (default) runs
+the K-hop prompt once and reads F_k at the last token of hop k's section (causal attention: it sees
+nothing later); `three_pass` runs one prompt per k and reads its final token. Files under <workdir>/teacher/: soft.npy (N, C) float32, feat_hop{k}.npy (N, d) float16,
 covered.npy (N,) bool — rows outside the budget stay zero and are masked by covered, never filled.
 Core: `TeacherReadout.run(nodes)`; Ray layer: `write_outputs` streams batches over actors.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gkd.llm.score import encode_continuations, last_token_hidden, score_prompts, soft_labels
+from gkd.llm.score import encode_continuations, last_token_hidden, mark_tokens, score_prompts, soft_labels
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,12 @@ def projection(d_in: int, d_out: int, seed: int = 0) -> torch.Tensor:
 class TeacherReadout:
     """One model + prompt builder: nodes -> soft (n, C), pred (n,), feats [(n, d)] * (K+1)."""
 
-    def __init__(self, model, tokenizer, builder, hops: int, feature_dim: int | None = None, device="cpu", seed=0):
+    def __init__(self, model, tokenizer, builder, hops: int, feature_dim: int | None = None, device="cpu", seed=0,
+                 readout: str = "one_pass"):
+        if readout not in ("one_pass", "three_pass"):
+            raise ValueError(f"readout must be one_pass or three_pass, got {readout!r}")
         self.model, self.tokenizer, self.builder, self.hops, self.device = model, tokenizer, builder, hops, device
+        self.readout = readout
         self.cont_ids = encode_continuations(tokenizer, builder.class_continuations())
         d = model.config.hidden_size
         self.proj = projection(d, feature_dim, seed) if feature_dim and feature_dim < d else None
@@ -42,6 +47,8 @@ class TeacherReadout:
         return {"node_id": np.asarray(nodes, dtype=np.int64), "soft": soft, "pred": soft.argmax(1).astype(np.int32)}
 
     def run(self, nodes: list[int]) -> dict:
+        if self.readout == "one_pass":
+            return self._run_one_pass(nodes)
         feats = []
         per_node = [self.builder.hop_prompts(n) for n in nodes]  # neighbours sampled once per node
         for k in range(self.hops + 1):
@@ -54,6 +61,20 @@ class TeacherReadout:
         soft = soft_labels(logp)
         return {"node_id": np.asarray(nodes, dtype=np.int64), "soft": soft, "pred": soft.argmax(1).astype(np.int32),
                 **{f"feat_hop{k}": f for k, f in enumerate(feats)}}
+
+    def _run_one_pass(self, nodes: list[int]) -> dict:
+        """One forward pass per node: the K-hop prompt, F_k at the end of hop k's section, classes scored after."""
+        prompts, marks = [], []
+        for n in nodes:
+            prompt, ends = self.builder.sectioned_prompt(n)
+            prompts.append(prompt)
+            marks.append(mark_tokens(self.tokenizer, prompt, ends))
+        logp, _, h = score_prompts(self.model, self.tokenizer, prompts, self.cont_ids, self.device, marks=marks)
+        if self.proj is not None:
+            h = h @ self.proj
+        soft = soft_labels(logp)
+        return {"node_id": np.asarray(nodes, dtype=np.int64), "soft": soft, "pred": soft.argmax(1).astype(np.int32),
+                **{f"feat_hop{k}": h[:, k].numpy().astype(np.float16) for k in range(self.hops + 1)}}
 
 
 def evaluate(pred: np.ndarray, labels: np.ndarray) -> dict:

@@ -266,6 +266,29 @@ class NodePromptBuilder:
         rings = self.hop_neighbors(node)
         return [self._classification(node, rings[:k]) for k in range(self.cfg.hops + 1)]
 
+    def sectioned_prompt(self, node: int) -> tuple[str, list[int]]:
+        """The K-hop classification prompt and, per hop k = 0..K, the character offset just past the end of
+        hop k's section (k = 0: the node's own line). Under causal attention the prompt's token ending there
+        sees exactly the instruction, the node and hops <= k: LinguGKD's F_k in one forward pass. A hop whose
+        neighbours were all dropped to fit (or that has none) ends where the hop before it ends."""
+        prompt = self._classification(node, self.hop_neighbors(node))
+        start = prompt.index("### Input:\n") + len("### Input:\n")
+        body_end = prompt.index("\n\n### Response:", start)
+        ends, at = {}, start
+        for line in prompt[start:body_end].split("\n"):
+            stop = at + len(line)
+            if line.startswith("Node: "):
+                ends[0] = stop
+            else:
+                hop = line.split("-hop neighbors: ", 1)[0]
+                if hop.isdigit():
+                    ends[int(hop)] = stop
+            at = stop + 1
+        out = []
+        for k in range(self.cfg.hops + 1):
+            out.append(ends.get(k, out[-1] if out else ends[0]))
+        return prompt, out
+
     def _classification(self, node: int, rings: list[list[int]]) -> str:
         return self._fit(node, rings, self._render_classification, self._count_classification, self.cfg.max_tokens)[0]
 

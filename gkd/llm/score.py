@@ -32,9 +32,27 @@ def encode_continuations(tokenizer, continuations: list[str]) -> list[list[int]]
     return [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
 
 
+def mark_tokens(tokenizer, prompt: str, char_ends: list[int]) -> list[int]:
+    """Character offsets in `prompt` -> the index of the last token ending at or before each (in the ids that
+    `tokenizer(prompt, add_special_tokens=True)` gives): the token whose hidden state has seen the text up
+    to that offset and nothing after it. Needs a fast tokenizer (offset mapping)."""
+    enc = tokenizer(prompt, add_special_tokens=True, return_offsets_mapping=True)
+    ends = [e if e > s else -1 for s, e in enc["offset_mapping"]]  # special tokens: (0, 0)
+    out = []
+    for c in char_ends:
+        ok = [i for i, e in enumerate(ends) if 0 <= e <= c]
+        if not ok:
+            raise ValueError(f"no token of the prompt ends at or before character {c}")
+        out.append(ok[-1])
+    return out
+
+
 @torch.no_grad()
-def score_prompts(model, tokenizer, prompts: list[str], cont_ids: list[list[int]], device: str | torch.device = "cpu"):
-    """(B,) prompts x (C,) continuations -> (log P(cont | prompt) (B, C) float32, last-token hidden (B, d)).
+def score_prompts(model, tokenizer, prompts: list[str], cont_ids: list[list[int]], device: str | torch.device = "cpu",
+                  marks: list[list[int]] | None = None):
+    """(B,) prompts x (C,) continuations -> (log P(cont | prompt) (B, C) float32, last-token hidden (B, d)),
+    plus, with `marks` (per prompt, M token indices of its own ids, see `mark_tokens`), the hidden states
+    at those tokens (B, M, d) from the same forward pass.
 
     Pass 1 runs the prompts (left-padded) once. Pass 2 appends all C continuations after each prompt
     as one sequence, with a 4D mask letting each continuation see the prompt and its own earlier
@@ -48,6 +66,12 @@ def score_prompts(model, tokenizer, prompts: list[str], cont_ids: list[list[int]
     out = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=True,
                 output_hidden_states=True)
     hidden = out.hidden_states[-1][:, -1, :].float()
+    at_marks = None
+    if marks is not None:
+        width = ids.shape[1]
+        rows = torch.tensor([[width - len(e) + t for t in m] for e, m in zip(enc, marks)], dtype=torch.long,
+                            device=device)  # left padding shifts each prompt's tokens
+        at_marks = out.hidden_states[-1].gather(1, rows[:, :, None].expand(-1, -1, hidden.shape[1])).float()
     first_lp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (B, V): predicts each first token
 
     b, p_len = ids.shape
@@ -68,6 +92,8 @@ def score_prompts(model, tokenizer, prompts: list[str], cont_ids: list[list[int]
         nxt = lp.gather(2, flat[1:][None, :, None].expand(b, t_len - 1, 1)).squeeze(2)  # (B, T-1)
         same = (seg[1:] == seg[:-1]).float()
         total = total.index_add(1, seg[1:], nxt * same)
+    if marks is not None:
+        return total.cpu(), hidden.cpu(), at_marks.cpu()
     return total.cpu(), hidden.cpu()
 
 

@@ -40,7 +40,8 @@ def train_nodes(labels: np.ndarray, split: np.ndarray, budget: int | None, seed:
 class TeacherActor:
     """Ray Data callable class: one (tuned or base) teacher per actor; nodes -> soft, pred[, feats]."""
 
-    def __init__(self, graph_dir: str, llm: dict, prompt: dict, hops: int, feature_dim: int | None, features: bool):
+    def __init__(self, graph_dir: str, llm: dict, prompt: dict, hops: int, feature_dim: int | None, features: bool,
+                 readout: str = "one_pass"):
         from gkd.data.store import TAG
         from gkd.llm.models import load_teacher
         from gkd.llm.prompts import NodePromptBuilder
@@ -49,7 +50,7 @@ class TeacherActor:
         model, tok = load_teacher(LLMConfig.model_validate(llm))
         builder = NodePromptBuilder(tag, tag.texts(), tag.class_names, tok, PromptConfig.model_validate(prompt))
         self.features = features
-        self.readout = TeacherReadout(model, tok, builder, hops, feature_dim, model.device)
+        self.readout = TeacherReadout(model, tok, builder, hops, feature_dim, model.device, readout=readout)
 
     def __call__(self, batch: dict) -> dict:
         nodes = [int(n) for n in batch["node_id"]]
@@ -62,7 +63,8 @@ class TeacherActor:
 def _actor_kwargs(cfg: ExperimentConfig, model_path: str, features: bool) -> dict:
     llm = cfg.llm.model_copy(update={"model": model_path}).model_dump(mode="json")
     return {"graph_dir": str(cfg.graph_dir.resolve()), "llm": llm, "prompt": cfg.prompt.model_dump(mode="json"),
-            "hops": cfg.prompt.hops, "feature_dim": cfg.teacher.feature_dim, "features": features}
+            "hops": cfg.prompt.hops, "feature_dim": cfg.teacher.feature_dim, "features": features,
+            "readout": cfg.teacher.readout}
 
 
 def score_nodes(cfg: ExperimentConfig, model_path: str, nodes: np.ndarray, what: str) -> np.ndarray:

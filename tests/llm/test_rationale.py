@@ -71,3 +71,50 @@ def test_teacher_readout_shapes_and_writer(world, tmp_path):
     assert np.load(tmp_path / "teacher" / "soft.npy")[5].sum() == 0  # uncovered rows stay empty
     m = evaluate(out["pred"], tag.labels[[3, 4, 9]])
     assert m["nodes"] == 3 and 0 <= m["acc"] <= 1
+
+
+def test_one_pass_hop_features_equal_separate_prefix_prompts_and_scores_equal_three_pass(world):
+    """F_k from the one K-hop prompt is the hidden state a separate prompt ending at hop k's section would
+    give (causal attention); the class scores after the whole prompt are the three-pass readout's."""
+    from gkd.llm.score import last_token_hidden, mark_tokens
+
+    cfg, tag = world
+    model, tok = load_teacher(cfg.llm)
+    builder = NodePromptBuilder(tag, tag.texts(), tag.class_names, tok, cfg.prompt)
+    nodes = [3, 4, 9]
+    one = TeacherReadout(model, tok, builder, hops=2, readout="one_pass").run(nodes)
+    three = TeacherReadout(model, tok, builder, hops=2, readout="three_pass").run(nodes)
+    np.testing.assert_allclose(one["soft"], three["soft"], atol=1e-5)
+    for j, n in enumerate(nodes):
+        prompt, ends = builder.sectioned_prompt(n)
+        assert prompt == builder.classification_prompt(n) and ends == sorted(ends)
+        assert prompt[: ends[0]].rstrip().split("\n")[-1].startswith("Node: ")
+        offsets = tok(prompt, add_special_tokens=True, return_offsets_mapping=True)["offset_mapping"]
+        for k, t in enumerate(mark_tokens(tok, prompt, ends)):
+            prefix = prompt[: offsets[t][1]]  # the text up to the marked token, as a prompt of its own
+            alone = last_token_hidden(model, tok, [prefix])[0].numpy()
+            np.testing.assert_allclose(one[f"feat_hop{k}"][j].astype(np.float32), alone, rtol=2e-2, atol=2e-2)
+    assert not np.allclose(one["feat_hop0"], one["feat_hop2"])  # more hops seen, another state
+    with pytest.raises(ValueError, match="readout must be"):
+        TeacherReadout(model, tok, builder, hops=2, readout="two_pass")
+
+
+def test_sectioned_prompt_marks_each_hop_and_reuses_the_last_when_a_hop_is_empty(world):
+    from gkd.config import PromptConfig
+
+    cfg, tag = world
+    _, tok = load_teacher(cfg.llm)
+    builder = NodePromptBuilder(tag, tag.texts(), tag.class_names, tok, cfg.prompt)
+    prompt, ends = builder.sectioned_prompt(3)
+    lines = [prompt[: e].split("\n")[-1] for e in ends]
+    assert lines[0].startswith("Node: ")
+    for k in range(1, len(ends)):
+        assert lines[k].startswith(f"{k}-hop neighbors: ") or ends[k] == ends[k - 1]
+    # a budget that fits no neighbour: every hop ends where the node's line ends
+    tight = NodePromptBuilder(tag, tag.texts(), tag.class_names, tok,
+                              PromptConfig.model_validate({**cfg.prompt.model_dump(), "max_tokens":
+                                                           builder._count_classification(
+                                                               builder._render_classification("x", [])) + 8,
+                                                           "node_tokens": 8}))
+    p2, e2 = tight.sectioned_prompt(3)
+    assert "-hop neighbors" not in p2 and len(set(e2)) == 1
