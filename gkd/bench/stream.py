@@ -1,5 +1,6 @@
 """Stream suite: rationale generation through Ray Data (1 and 2 LLM actors) vs a plain single-process loop,
-on the same nodes, model and prompts; tokens/s and nodes/s.
+on the same nodes, model and prompts; tokens/s and nodes/s. Then the teacher outputs (soft labels + per-hop
+features F_0..F_K) of the same nodes with both readouts, one_pass vs three_pass: nodes/s and accuracy.
 
   python -m gkd.bench.stream --profile full --out bench/results/stream.json --workdir bench/work/quality
 
@@ -65,6 +66,37 @@ def ray_data(cfg: ExperimentConfig, nodes: np.ndarray, actors: int) -> dict:
                                                             "torch_threads_per_actor": cfg.llm.torch_threads}
 
 
+def teacher_outputs(cfg: ExperimentConfig, nodes: np.ndarray, labels: np.ndarray) -> dict:
+    """TeacherReadout.run over `nodes` in batches of rationale.batch_size, one process, torch on every core,
+    the model loaded once (outside the walls) and warmed up on one batch; per readout: nodes/s and the
+    accuracy of its soft labels on the nodes (both score the same K-hop prompt, so they should agree)."""
+    import torch
+
+    from gkd.data.store import TAG
+    from gkd.llm.features import TeacherReadout, evaluate
+    from gkd.llm.models import load_teacher
+    from gkd.llm.prompts import NodePromptBuilder
+
+    threads = os.cpu_count()
+    torch.set_num_threads(threads)
+    tag = TAG.load(cfg.graph_dir, features=False)
+    model, tok = load_teacher(cfg.llm.model_copy(update={"torch_threads": threads}))
+    builder = NodePromptBuilder(tag, tag.texts(), tag.class_names, tok, cfg.prompt)
+    b = cfg.rationale.batch_size
+    out = {}
+    for readout in ("three_pass", "one_pass"):
+        r = TeacherReadout(model, tok, builder, cfg.prompt.hops, cfg.teacher.feature_dim, model.device,
+                           readout=readout)
+        r.run(list(map(int, nodes[:b])))  # warm-up, not timed
+        t0, preds = time.time(), []
+        for a in range(0, len(nodes), b):
+            preds.append(r.run(list(map(int, nodes[a:a + b])))["pred"])
+        wall = time.time() - t0
+        out[readout] = {"wall_s": round(wall, 3), "nodes_per_s": round(len(nodes) / wall, 3),
+                        **evaluate(np.concatenate(preds), labels[nodes])}
+    return out | {"torch_threads": threads, "batch_size": b, "hops": cfg.prompt.hops}
+
+
 def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, argv: list[str] | None = None) -> dict:
     from gkd.data.store import TAG
     from gkd.llm.teacher import eval_nodes
@@ -75,12 +107,16 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
     nodes = eval_nodes(tag.labels, tag.split, PROFILES[profile]["nodes"], cfg.rationale.seed)
     base = loop(cfg, nodes)
     ray = {str(a): ray_data(cfg, nodes, a) for a in (1, 2)}
+    outputs = teacher_outputs(cfg, nodes, tag.labels)
     result = {
         "profile": profile, "model": cfg.llm.model, "graph": tag.name, "nodes": int(len(nodes)),
         "batch_size": cfg.rationale.batch_size, "max_new_tokens": cfg.rationale.max_new_tokens,
         "loop": base, "ray": ray,
         "ray_vs_loop_tokens_per_s_ratio": round(ray["2"]["tokens_per_s"] / base["tokens_per_s"], 3),
         "two_vs_one_actor_ratio": round(ray["2"]["tokens_per_s"] / ray["1"]["tokens_per_s"], 3),
+        "teacher_outputs": outputs,
+        "one_pass_vs_three_pass_nodes_per_s_ratio": round(outputs["one_pass"]["nodes_per_s"]
+                                                          / outputs["three_pass"]["nodes_per_s"], 3),
         "note": "walls include loading the model (the loop once, each actor once) and starting Ray Data; "
                 "the loop uses torch on every core, each actor one CPU",
         "wall_s": round(time.time() - t0, 1),
@@ -133,6 +169,15 @@ def markdown_section(r: dict, plot) -> list[str]:
     fig = value_bars(names, values, ["tab:gray"] + ["tab:blue"] * (len(values) - 1), "tokens/s",
                      f"teacher generation, {num(r['nodes'])} nodes")
     out.append(plot(fig, "stream_tokens_per_s.png", "teacher tokens/s, loop vs Ray"))
+    t = r.get("teacher_outputs")
+    if t:
+        out += ["", f"Teacher outputs (soft labels + per-hop features F_0..F_{t['hops']}) for the same nodes, one "
+                f"process with {num(t['torch_threads'])} torch threads, batches of {t['batch_size']}: one_pass reads "
+                f"every F_k from the one {t['hops']}-hop prompt, three_pass runs a prompt per hop. One vs three: "
+                f"**{ratio(r['one_pass_vs_three_pass_nodes_per_s_ratio'])}** nodes/s.", ""]
+        out += table(["readout", "nodes/s", "wall", "teacher acc on these nodes"],
+                     [[k, num(t[k]["nodes_per_s"]), seconds(t[k]["wall_s"]),
+                       "–" if t[k]["acc"] is None else f"{t[k]['acc']:.3f}"] for k in ("three_pass", "one_pass")])
     return out
 
 

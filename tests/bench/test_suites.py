@@ -165,6 +165,11 @@ def test_cost_stream_sampler_serve_numbers_are_consistent(quick):
     s = r["stream"]
     assert s["nodes"] == 8 and set(s["ray"]) == {"1", "2"} and s["loop"]["tokens"] > 0
     assert s["two_vs_one_actor_ratio"] == round(s["ray"]["2"]["tokens_per_s"] / s["ray"]["1"]["tokens_per_s"], 3)
+    t = s["teacher_outputs"]
+    assert s["one_pass_vs_three_pass_nodes_per_s_ratio"] == round(t["one_pass"]["nodes_per_s"]
+                                                                  / t["three_pass"]["nodes_per_s"], 3)
+    # both readouts score the same K-hop prompt: the same predictions, so the same accuracy on the same nodes
+    assert t["one_pass"]["nodes"] == t["three_pass"]["nodes"] == 8 and t["one_pass"]["acc"] == t["three_pass"]["acc"]
 
     g = r["sampler"]["graphs"][0]
     assert g["num_nodes"] == 300 and g["ours"]["seeds_per_s"] > 0 and g["ours"]["mean_sampled_nodes_per_batch"] > 0
