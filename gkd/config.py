@@ -228,6 +228,10 @@ class RationaleConfig(Strict):
     """Pan et al. rationales streamed through LLM actors (Ray Data)."""
 
     unlabeled_budget: int = Field(200, ge=0)  # nodes beyond the labelled train/val ones
+    # how those are chosen: where a first vanilla student is least certain, class-balanced by its predicted
+    # class, spread over `regions` hub neighbourhoods (gkd.llm.budget); or uniformly at random
+    selector: Literal["uncertain", "random"] = "uncertain"
+    regions: int = Field(32, ge=1)
     splits: list[Literal["train", "val", "test", "unlabeled"]] = ["train", "val"]  # always covered
     batch_size: int = runtime(8, ge=1)
     num_actors: int = runtime(2, ge=1)
@@ -250,12 +254,22 @@ class TeacherConfig(Strict):
     num_workers: int = Field(2, ge=1)  # content: the global batch is batch_size x num_workers
     use_gpu: bool = runtime(False)
     num_cpus_per_worker: float = runtime(1.0, gt=0)
-    epochs: int = Field(1, ge=1)
+    # names: tune the LM to answer the class name, score every name as a continuation; head: LoRA + a linear
+    # head on the last token's hidden state (prompts without the class list); auto: tune both, keep the better
+    # on val
+    scoring: Literal["names", "head", "auto"] = "head"
+    lora_layers: int | None = Field(None, ge=1)  # LoRA on the top layers only (None: all); shorter backward
+    epochs: int = Field(3, ge=1)
     max_steps: int | None = Field(None, ge=1)
     batch_size: int = Field(4, ge=1)  # per worker
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(2e-4, gt=0)
+    head_lr: float | None = Field(2e-3, gt=0)  # the new classification head's learning rate (None: lr)
+    lr_schedule: Literal["constant", "cosine", "linear"] = "cosine"
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)  # of all optimizer steps
     weight_decay: float = Field(0.0, ge=0)
+    val_budget: int = Field(200, ge=0)  # val nodes scored after every epoch (accuracy, calibration); 0: none
+    keep: Literal["best_val", "last"] = "best_val"  # which epoch's checkpoint becomes the teacher
     max_failures: int = runtime(1, ge=0)
     checkpoint_every: int = runtime(50, ge=1)  # optimizer steps
     train_budget: int | None = Field(None, ge=1)  # training prompts (None = every train node)
@@ -304,6 +318,12 @@ class DistillConfig(Strict):
     kd_weight: float = Field(1.0, ge=0)
     pseudo_threshold: float = Field(0.7, gt=0, le=1)
     pseudo_weight: float = Field(0.5, ge=0)
+    # teacher targets: calibrated = each node's KD / pseudo-label weight is the teacher's precision at its
+    # confidence, measured on val nodes (teacher/calibration.json); targets below precision_floor are dropped
+    # (counted); LinguGKD's negatives come from gold labels or targets with precision >= negative_precision
+    teacher_weighting: Literal["calibrated", "uniform"] = "calibrated"
+    precision_floor: float = Field(0.5, ge=0, le=1)
+    negative_precision: float = Field(0.8, ge=0, le=1)
     unlabeled_seeds: int = Field(2048, ge=0)  # extra random seed nodes for losses defined on every node
     # LinguGKD
     nce_temperature: float = Field(0.07, gt=0)

@@ -56,3 +56,19 @@ class RankZeroLogger:
             if self.failures == 1:
                 log.warning("MLflow logging to run %s failed (%s); training goes on, failures are counted",
                             self.run_id, err)
+
+    def artifact_png(self, draw, name: str, artifact_path: str) -> None:
+        """Rank 0 draws a PNG with `draw(path)` into a temp dir and logs it to the run (best effort, counted)."""
+        if not self.enabled:
+            return
+        import tempfile
+        from pathlib import Path
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="gkd-live-") as tmp:
+                path = Path(tmp) / name
+                draw(path)
+                self.client.log_artifact(self.run_id, str(path), artifact_path)
+        except Exception as err:  # noqa: BLE001 - as for metrics: tracking never stops training
+            self.failures += 1
+            log.warning("MLflow artifact %s for run %s failed (%s)", name, self.run_id, err)

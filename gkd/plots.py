@@ -71,3 +71,28 @@ def confusion_png(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def reliability_png(bins: list[dict], path: str | Path, title: str = "") -> Path:
+    """Reliability curve: accuracy vs mean confidence per bin (marker size ~ nodes), with the diagonal."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="calibrated")
+    if bins:
+        n = max(b["count"] for b in bins)
+        ax.plot([b["conf"] for b in bins], [b["acc"] for b in bins], c="C0", lw=1)
+        ax.scatter([b["conf"] for b in bins], [b["acc"] for b in bins], s=[20 + 180 * b["count"] / n for b in bins],
+                   c="C0", label="teacher")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

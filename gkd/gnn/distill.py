@@ -131,7 +131,8 @@ def train_student(inputs: StudentInputs, cfg: ExperimentConfig, mode: str, spec:
 
 def _llm_soft(inputs: StudentInputs) -> SoftLabels:
     """Pseudo/soft-label targets pos (N,) -> soft (M, C): the tuned teacher's where it ran, else the
-    rationale LLM's."""
+    rationale LLM's; with calibrated teacher weights, the teacher's rows carry them (rationale-only rows,
+    which nothing calibrates, weigh 1)."""
     n = len(inputs.graph.y)
     sources = [(t.pos, t.soft) for t in (inputs.rationale, inputs.teacher) if t is not None]
     has_any = np.zeros(n, dtype=bool)
@@ -144,7 +145,13 @@ def _llm_soft(inputs: StudentInputs) -> SoftLabels:
         soft[at >= 0] = rows[at[at >= 0]]
     l_pos = np.full(n, -1, dtype=np.int32)
     l_pos[nodes] = np.arange(len(nodes), dtype=np.int32)
-    return SoftLabels(pos=l_pos, soft=soft)
+    weight = None
+    t = inputs.teacher
+    if t is not None and t.weight is not None:
+        weight = np.ones(len(nodes), dtype=np.float32)
+        at = t.pos[nodes]
+        weight[at >= 0] = t.weight[at[at >= 0]]
+    return SoftLabels(pos=l_pos, soft=soft, weight=weight)
 
 
 def train_interpreter(inputs: StudentInputs, cfg: ExperimentConfig, idir: Path,
@@ -248,8 +255,10 @@ def run(cfg: ExperimentConfig) -> dict:
     inputs = StudentInputs(with_hops(graph, d))
     tdir = cfg.stage_dir(TEACHER)
     if mode != "vanilla":
-        inputs.teacher = teacher_arrays(tdir, tag.num_nodes, tag.num_classes)
+        inputs.teacher, t_counts = teacher_arrays(tdir, tag.num_nodes, tag.num_classes, d.teacher_weighting,
+                                                  d.precision_floor, d.negative_precision)
         counts["teacher_covered"] = int((inputs.teacher.pos >= 0).sum())
+        counts.update(t_counts)
     init_ray(cfg.ray)  # after the inputs are known to be there, so a missing file fails fast
     interpreter = None
     if "pan" in losses:

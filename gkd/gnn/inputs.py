@@ -59,6 +59,11 @@ class TeacherTargets:
     pos: np.ndarray
     soft: np.ndarray
     feats: np.ndarray
+    # calibrated weighting (distill.teacher_weighting): (M,) float32 KD / pseudo-label weight, the teacher's
+    # precision at the row's confidence (0 below the floor), and (M,) bool rows whose class may serve as a
+    # LinguGKD negative; None: every row weighs 1 and its argmax is its class
+    weight: np.ndarray | None = None
+    confident: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -86,10 +91,12 @@ class RationaleTargets:
 
 @dataclass
 class SoftLabels:
-    """The LLM's soft labels for the soft / pseudo-label losses: pos (N,) int32 -> row of soft (M, C), -1 for none."""
+    """The LLM's soft labels for the soft / pseudo-label losses: pos (N,) int32 -> row of soft (M, C), -1 for none;
+    weight (M,) float32 per row (the teacher's calibrated precision; None: 1)."""
 
     pos: np.ndarray
     soft: np.ndarray
+    weight: np.ndarray | None = None
 
 
 @dataclass
@@ -162,13 +169,25 @@ def label_rate_split(codes: np.ndarray, labels: np.ndarray, k: int, pool: int | 
     return out, counts
 
 
-def teacher_arrays(teacher_dir: Path, num_nodes: int, num_classes: int) -> TeacherTargets:
-    """teacher/{covered,soft,feat_hop*}.npy -> pos (N,), soft (M, C), feats (K+1, M, d) float16."""
+def teacher_arrays(teacher_dir: Path, num_nodes: int, num_classes: int, weighting: str = "uniform",
+                   floor: float = 0.0, negative_precision: float = 1.0) -> tuple[TeacherTargets, dict]:
+    """teacher/{covered,taught,soft,feat_hop*}.npy -> (pos (N,), soft (M, C), feats (K+1, M, d) float16[, weight,
+    confident], counts). Rows are the taught nodes only (taught.npy; a teacher dir without it: every covered
+    node), so the teacher's eval and val nodes are never targets. weighting="calibrated" reads
+    calibration.json: weight = precision at the row's confidence, 0 below `floor` (counted as dropped);
+    confident = precision >= negative_precision."""
     teacher_dir = Path(teacher_dir)
     cov_path = teacher_dir / "covered.npy"
     if not cov_path.is_file():
         raise DataError(f"{cov_path} is missing: run `gkd teacher` first (or choose distill.method=vanilla)")
     covered = np.load(cov_path)
+    taught_path = teacher_dir / "taught.npy"
+    if taught_path.is_file():
+        taught = np.load(taught_path)
+        if taught.shape != covered.shape or (taught & ~covered).any():
+            raise DataError(f"{taught_path} does not fit covered.npy (shape {taught.shape}, or nodes marked taught "
+                            "without outputs); rerun `gkd teacher`")
+        covered = taught
     soft = np.load(teacher_dir / "soft.npy", mmap_mode="r")
     hops = sorted(teacher_dir.glob("feat_hop*.npy"), key=lambda p: int(p.stem.removeprefix("feat_hop")))
     if covered.shape != (num_nodes,) or soft.shape != (num_nodes, num_classes):
@@ -187,7 +206,22 @@ def teacher_arrays(teacher_dir: Path, num_nodes: int, num_classes: int) -> Teach
     feats = np.stack([np.asarray(np.load(p, mmap_mode="r")[idx], dtype=np.float16) for p in hops])
     pos = np.full(num_nodes, -1, dtype=np.int32)
     pos[idx] = np.arange(len(idx), dtype=np.int32)
-    return TeacherTargets(pos=pos, soft=t_soft, feats=feats)
+    counts = {"teacher_taught": int(len(idx))}
+    weight = confident = None
+    if weighting == "calibrated":
+        from gkd.llm.calibration import precision_at
+
+        cal_path = teacher_dir / "calibration.json"
+        if not cal_path.is_file():
+            raise DataError(f"{cal_path} is missing (a teacher stage from before calibration, or teacher.val_budget "
+                            "= 0): rerun `gkd teacher` with val nodes, or set distill.teacher_weighting=uniform")
+        prec = precision_at(json.loads(cal_path.read_text()), t_soft)
+        weight = np.where(prec >= floor, prec, 0.0).astype(np.float32)
+        confident = prec >= negative_precision
+        counts.update(teacher_dropped_below_floor=int((weight == 0).sum()),
+                      teacher_weight_mean=round(float(weight.mean()), 4),
+                      teacher_confident=int(confident.sum()))
+    return TeacherTargets(pos=pos, soft=t_soft, feats=feats, weight=weight, confident=confident), counts
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -32,10 +32,13 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> 
     return F.cross_entropy(logits[mask], y[mask].long())
 
 
-def kd_kl(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float, mask: torch.Tensor) -> torch.Tensor:
+def kd_kl(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float, mask: torch.Tensor,
+          weight: torch.Tensor | None = None) -> torch.Tensor:
     """(n, C) logits, (n, C) teacher probs, mask (n,) -> () T^2 * batchmean KL(p_T || p_S) at temperature T.
 
     p_T = softmax(log(clamp(teacher_probs)) / T), p_S = softmax(student / T). All-zero teacher rows are invalid: mask them out.
+    weight (n,): each masked row's KL is scaled by it (the teacher's calibrated precision there); the mean is
+    still over the masked rows, so an unreliable teacher teaches less, not louder.
     """
     if not bool(mask.any()):
         return _zero(student_logits)
@@ -43,8 +46,10 @@ def kd_kl(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature
     log_p_s = F.log_softmax(student_logits[mask] / t, dim=-1)
     teacher = teacher_probs[mask].to(log_p_s.dtype)
     log_p_t = F.log_softmax(teacher.clamp_min(_EPS).log() / t, dim=-1)
-    kl = F.kl_div(log_p_s, log_p_t, reduction="sum", log_target=True) / log_p_s.shape[0]
-    return kl * (t * t)
+    rows = F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True).sum(1)
+    if weight is not None:
+        rows = rows * weight[mask].to(rows.dtype)
+    return rows.sum() / log_p_s.shape[0] * (t * t)
 
 
 def weighted_kl(student_logits: torch.Tensor, target_probs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -60,25 +65,33 @@ def weighted_kl(student_logits: torch.Tensor, target_probs: torch.Tensor, weight
 
 
 def pseudo_label_ce(
-    logits: torch.Tensor, teacher_probs: torch.Tensor, threshold: float, mask: torch.Tensor
+    logits: torch.Tensor, teacher_probs: torch.Tensor, threshold: float, mask: torch.Tensor,
+    weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """(n, C) logits, (n, C) teacher probs, mask (n,) -> (() mean CE to argmax teacher, rows used).
 
-    Uses masked rows whose max teacher probability is >= threshold.
+    Uses masked rows whose max teacher probability is >= threshold; weight (n,) scales each row's CE (the
+    teacher's calibrated precision), the mean staying over the rows used.
     """
     conf, pseudo = teacher_probs.max(dim=-1)
     used = mask & (conf >= threshold)
     n_used = int(used.sum())
     if n_used == 0:
         return _zero(logits), 0
-    return F.cross_entropy(logits[used], pseudo[used]), n_used
+    ce = F.cross_entropy(logits[used], pseudo[used], reduction="none")
+    if weight is not None:
+        ce = ce * weight[used].to(ce.dtype)
+    return ce.mean(), n_used
 
 
-def info_nce(z: torch.Tensor, f: torch.Tensor, classes: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+def info_nce(z: torch.Tensor, f: torch.Tensor, classes: torch.Tensor, temperature: float = 0.07,
+             strict: bool = False) -> torch.Tensor:
     """z (n, d) student, f (n, d) teacher (already projected), classes (n,) long -> () LinguGKD InfoNCE.
 
     sim = norm(z) @ norm(f).T / tau; positive: the diagonal; negatives: nodes of another class; other
-    same-class nodes are masked out. Class -1 (unknown) is a negative for every node but itself.
+    same-class nodes are masked out. Class -1 (unknown): with strict=False it is a negative for every node
+    but itself; with strict=True a pair is a negative only when both classes are known (gold labels or
+    calibrated-confident teacher targets) and differ, so no unknown node is pushed away as a false negative.
     A row with no negatives contributes 0 (its softmax has only the positive).
     """
     n = z.shape[0]
@@ -89,6 +102,9 @@ def info_nce(z: torch.Tensor, f: torch.Tensor, classes: torch.Tensor, temperatur
     sim = zn @ fn.T / float(temperature)
     eye = torch.eye(n, dtype=torch.bool, device=z.device)
     same_class = (classes[:, None] == classes[None, :]) & (classes[:, None] >= 0)
+    if strict:
+        known = classes >= 0
+        same_class = same_class | ~(known[:, None] & known[None, :])
     sim = sim.masked_fill(same_class & ~eye, float("-inf"))
     return -torch.diagonal(F.log_softmax(sim, dim=-1)).mean()
 
@@ -106,11 +122,13 @@ class LayerAdaptiveAlignment(nn.Module):
     cannot drive either to zero. mix="fixed" is 0.5/0.5.
     """
 
-    def __init__(self, student_dims: list[int], teacher_dim: int, temperature: float = 0.07, mix: str = "softmax"):
+    def __init__(self, student_dims: list[int], teacher_dim: int, temperature: float = 0.07, mix: str = "softmax",
+                 strict_negatives: bool = False):
         super().__init__()
         if mix not in MIXES:
             raise ValueError(f"mix must be one of {MIXES}, got {mix!r}")
         self.temperature = float(temperature)
+        self.strict_negatives = strict_negatives
         self.mix_kind = mix
         self.projectors = nn.ModuleList(nn.Linear(d, teacher_dim) for d in student_dims)
         self.layer_logits = nn.Parameter(torch.zeros(len(student_dims)))
@@ -134,7 +152,7 @@ class LayerAdaptiveAlignment(nn.Module):
         w = torch.softmax(self.layer_logits, dim=0)
         cls = classes[mask]
         losses = [
-            info_nce(proj(z[mask]), f[mask], cls, self.temperature)
+            info_nce(proj(z[mask]), f[mask], cls, self.temperature, self.strict_negatives)
             for proj, z, f in zip(self.projectors, layer_reps, teacher_feats)
         ]
         return (w * torch.stack(losses)).sum()

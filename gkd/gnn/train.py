@@ -141,7 +141,8 @@ class Distiller(nn.Module):
         self.align = None
         if self.aligned:
             self.align = L.LayerAdaptiveAlignment([gnn.hidden] * self.aligned, teacher_dim,
-                                                  temperature=cfg.nce_temperature, mix=cfg.mix)
+                                                  temperature=cfg.nce_temperature, mix=cfg.mix,
+                                                  strict_negatives=cfg.teacher_weighting == "calibrated")
 
     def forward(self, x, edge_index, nsn, nse, bs: int, t: dict) -> tuple[torch.Tensor, dict]:
         """x (n, d), edge_index (2, e); t: targets of the bs seeds (see `batch_targets`)."""
@@ -155,14 +156,14 @@ class Distiller(nn.Module):
             parts["nce"] = self.align(reps[: self.aligned], feats, t["classes"], t["covered"])
             total = self.align.mix(parts["ce"], parts["nce"])
         if "kd" in want:
-            parts["kd"] = L.kd_kl(logits, t["soft"], cfg.kd_temperature, t["covered"])
+            parts["kd"] = L.kd_kl(logits, t["soft"], cfg.kd_temperature, t["kd_mask"], t.get("t_weight"))
             total = total + cfg.kd_weight * parts["kd"]
         if "soft" in want:  # the interpreter fits the LLM's soft labels at T = 1
-            parts["soft"] = L.kd_kl(logits, t["l_soft"], 1.0, t["l_covered"])
+            parts["soft"] = L.kd_kl(logits, t["l_soft"], 1.0, t["l_covered"], t.get("l_weight"))
             total = total + cfg.pan.soft_weight * parts["soft"]
         if "pseudo" in want:
             parts["pseudo"], _ = L.pseudo_label_ce(logits, t["l_soft"], cfg.pseudo_threshold,
-                                                   t["l_covered"] & ~t["train"])
+                                                   t["l_covered"] & ~t["train"], t.get("l_weight"))
             total = total + cfg.pseudo_weight * parts["pseudo"]
         if "glnn" in want:  # class-balanced KL to the refined predictions, mixed with CE on the labels
             parts["glnn"] = L.weighted_kl(logits, t["r_probs"], t["r_weight"])
@@ -219,15 +220,24 @@ def batch_targets(A: StudentInputs, n_id: torch.Tensor, bs: int, losses: tuple[s
         p = pos.clamp(min=0)
         t["soft"] = A.teacher.soft[p]
         t["covered"] = covered
+        t["kd_mask"] = covered
+        if A.teacher.weight is not None:  # calibrated: precision-weighted, rows below the floor dropped
+            w = A.teacher.weight[p].float() * covered.float()
+            t["t_weight"], t["kd_mask"] = w, covered & (w > 0)
         if "nce" in losses:
             t["feats"] = [f[p].float() for f in A.teacher.feats]
             # in-batch negatives are nodes of another class: gold labels on train nodes, the teacher's elsewhere
-            t["classes"] = torch.where(train, y, torch.where(covered, t["soft"].argmax(1), -1))
+            # (calibrated: only where its precision reaches distill.negative_precision; else class unknown)
+            usable = covered if A.teacher.confident is None else covered & A.teacher.confident[p].bool()
+            t["classes"] = torch.where(train, y, torch.where(usable, t["soft"].argmax(1), -1))
     if {"soft", "pseudo"} & set(losses):  # the LLM's soft labels (teacher where it ran, else the rationale's)
         soft = A.llm_soft
         pos = soft.pos[seeds].long()
         t["l_covered"] = pos >= 0
         t["l_soft"] = soft.soft[pos.clamp(min=0)] if len(soft.soft) else torch.zeros((bs, A.graph.num_classes))
+        if soft.weight is not None and len(soft.soft):
+            lw = soft.weight[pos.clamp(min=0)].float() * t["l_covered"].float()
+            t["l_weight"], t["l_covered"] = lw, t["l_covered"] & (lw > 0)
     if "glnn" in losses:
         t["r_probs"] = A.refined.probs[seeds].float()
         t["r_weight"] = A.refined.weight[seeds].float()

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gkd.llm.score import encode_continuations, last_token_hidden, mark_tokens, score_prompts, soft_labels
+from gkd.llm.score import (classify_prompts, encode_continuations, is_classifier, last_token_hidden, mark_tokens,
+                           score_prompts, soft_labels)
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,23 @@ class TeacherReadout:
             raise ValueError(f"readout must be one_pass or three_pass, got {readout!r}")
         self.model, self.tokenizer, self.builder, self.hops, self.device = model, tokenizer, builder, hops, device
         self.readout = readout
-        self.cont_ids = encode_continuations(tokenizer, builder.class_continuations())
+        self.head = is_classifier(model)  # logits from its head; else each class name scored after the prompt
+        self.cont_ids = None if self.head else encode_continuations(tokenizer, builder.class_continuations())
         d = model.config.hidden_size
         self.proj = projection(d, feature_dim, seed) if feature_dim and feature_dim < d else None
 
     def score(self, nodes: list[int]) -> dict:
         """Soft labels only, from the K-hop scoring prompt (evaluation; no per-hop features)."""
         prompts = [self.builder.scoring_prefix(n) for n in nodes]
-        logp, _ = score_prompts(self.model, self.tokenizer, prompts, self.cont_ids, self.device)
+        logp, _ = self._scores(prompts)
         soft = soft_labels(logp)
         return {"node_id": np.asarray(nodes, dtype=np.int64), "soft": soft, "pred": soft.argmax(1).astype(np.int32)}
+
+    def _scores(self, prompts: list[str], marks=None):
+        """(class scores (B, C) to softmax, last hidden (B, d)[, hidden at marks]) from the head or the names."""
+        if self.head:
+            return classify_prompts(self.model, self.tokenizer, prompts, self.device, marks=marks)
+        return score_prompts(self.model, self.tokenizer, prompts, self.cont_ids, self.device, marks=marks)
 
     def run(self, nodes: list[int]) -> dict:
         if self.readout == "one_pass":
@@ -54,7 +62,7 @@ class TeacherReadout:
         for k in range(self.hops + 1):
             prompts = [p[k] for p in per_node]
             if k == self.hops:
-                logp, h = score_prompts(self.model, self.tokenizer, prompts, self.cont_ids, self.device)
+                logp, h = self._scores(prompts)
             else:
                 h = last_token_hidden(self.model, self.tokenizer, prompts, self.device)
             feats.append((h @ self.proj if self.proj is not None else h).numpy().astype(np.float16))
@@ -69,7 +77,7 @@ class TeacherReadout:
             prompt, ends = self.builder.sectioned_prompt(n)
             prompts.append(prompt)
             marks.append(mark_tokens(self.tokenizer, prompt, ends))
-        logp, _, h = score_prompts(self.model, self.tokenizer, prompts, self.cont_ids, self.device, marks=marks)
+        logp, _, h = self._scores(prompts, marks)
         if self.proj is not None:
             h = h @ self.proj
         soft = soft_labels(logp)

@@ -177,9 +177,10 @@ def resolve_model(name_or_path: str, cache_dir: Path | None = None) -> Path | st
 
 
 def load_teacher(cfg: LLMConfig, for_training: bool = False):
-    """(model, tokenizer) for cfg.model on cfg.device in cfg.dtype; eval mode and left padding unless training."""
+    """(model, tokenizer) for cfg.model on cfg.device in cfg.dtype; eval mode and left padding unless training.
+    A model saved as a sequence classifier (a `head` teacher) loads as one; anything else as a causal LM."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -187,7 +188,10 @@ def load_teacher(cfg: LLMConfig, for_training: bool = False):
     device = resolve_device(cfg.device, "llm.device")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, cfg.dtype))
+        archs = getattr(AutoConfig.from_pretrained(source), "architectures", None) or []
+        auto = (AutoModelForSequenceClassification if any(a.endswith("ForSequenceClassification") for a in archs)
+                else AutoModelForCausalLM)
+        model = auto.from_pretrained(source, dtype=getattr(torch, cfg.dtype))
     except (OSError, ValueError, KeyError) as err:
         raise ConfigError(
             f"llm.model={cfg.model!r}: cannot load a causal LM and tokenizer from {source} ({err}). Use a local "

@@ -142,7 +142,10 @@ class NodePromptBuilder:
 
     _CACHE_MAX = 65_536  # (node, token limit) -> (cut text, tokens); cleared when full
 
-    def __init__(self, tag_like, texts: Sequence[str], class_names: Sequence[str], tokenizer, cfg: PromptConfig):
+    def __init__(self, tag_like, texts: Sequence[str], class_names: Sequence[str], tokenizer, cfg: PromptConfig,
+                 class_list: bool = True):
+        """class_list=False: classification prompts leave out the class names (a teacher with a classification
+        head answers through its head, not by naming a class); rationale prompts always list them."""
         if not class_names:
             raise ConfigError("NodePromptBuilder: the graph has no class names; ingest a labelled graph")
         self.indptr, self.indices = tag_like.indptr, tag_like.indices
@@ -154,12 +157,13 @@ class NodePromptBuilder:
         self._cache: dict[tuple[int, int], tuple[str, int]] = {}
         sep = "; " if any("," in c for c in self.class_names) else ", "
         self._names = sep.join(self.class_names)
+        self.class_list = class_list
         fixed = self._count_classification(self._render_classification("", []))
         fixed_r = self._count_rationale(self._render_rationale("", []))
         if fixed > cfg.max_tokens:
             raise ConfigError(
-                f"prompt.max_tokens={cfg.max_tokens} is too small: the instruction with {len(self.class_names)} "
-                f"class names alone takes {fixed} tokens; raise prompt.max_tokens above {fixed + cfg.node_tokens}"
+                f"prompt.max_tokens={cfg.max_tokens} is too small: the instruction"
+                f"{f' with {len(self.class_names)} class names' if class_list else ''} alone takes {fixed} tokens; raise prompt.max_tokens above {fixed + cfg.node_tokens}"
             )
         if fixed + cfg.node_tokens > cfg.max_tokens:
             log.warning("prompt.max_tokens=%d leaves %d tokens for node text (prompt.node_tokens=%d)",
@@ -190,7 +194,8 @@ class NodePromptBuilder:
         lines = [f"Node: {node_text}"]
         for hop in sorted({h for h, _, _ in items}):
             lines.append(f"{hop}-hop neighbors: " + NEIGHBOR_SEP.join(t for h, _, t in items if h == hop))
-        task = f"Classify the node into one of these classes: {self._names}. Answer with the class name only."
+        task = (f"Classify the node into one of these classes: {self._names}. Answer with the class name only."
+                if self.class_list else "Classify the node from its text and its neighbors' texts.")
         return f"### Instruction:\n{task}\n\n### Input:\n" + "\n".join(lines) + "\n\n### Response:\n"
 
     def _render_rationale(self, node_text: str, items: list) -> str:

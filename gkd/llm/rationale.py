@@ -1,7 +1,7 @@
 """Rationale stage (Pan et al., CIKM 2024): per node, the teacher's soft label, pseudo label,
 keywords, key neighbours and a short reason, streamed through LLM actors on Ray Data.
 
-Core (Ray-free): `select_budget`, `RationaleGenerator.run(nodes)`.
+Core (Ray-free): `select_budget` (random; `gkd.llm.budget` chooses),  `RationaleGenerator.run(nodes)`.
 Ray layer: `run(cfg)` feeds the not-yet-done budget nodes to an ActorPoolStrategy of
 `RationaleActor`s (one LLM each) and writes one Parquet part per finished batch under
 <workdir>/rationale/, so a killed run loses at most the batches in flight and a rerun skips
@@ -48,11 +48,16 @@ SCHEMA = pa.schema(
 )
 
 
-def select_budget(labels: np.ndarray, split: np.ndarray, cfg: RationaleConfig) -> np.ndarray:
+def select_budget(labels: np.ndarray, split: np.ndarray, cfg: RationaleConfig,
+                  exclude: np.ndarray | None = None) -> np.ndarray:
     """Sorted node ids: every node in cfg.splits plus `unlabeled_budget` others drawn with cfg.seed
-    (never a held-out node: those stay unseen until the inductive evaluation)."""
-    base = np.isin(split.astype(str), cfg.splits)
-    rest = np.flatnonzero(~base & (split != "holdout"))
+    (never a held-out node: those stay unseen until the inductive evaluation; never one of `exclude`).
+    The random selector; gkd.llm.budget.teaching_budget also chooses where a first student is unsure."""
+    out = np.zeros(len(split), bool)
+    if exclude is not None:
+        out[np.asarray(exclude, np.int64)] = True
+    base = np.isin(split.astype(str), cfg.splits) & ~out
+    rest = np.flatnonzero(~base & (split != "holdout") & ~out)
     rng = np.random.default_rng([cfg.seed, 31])
     extra = rng.choice(rest, size=min(cfg.unlabeled_budget, len(rest)), replace=False) if len(rest) else rest
     return np.sort(np.concatenate([np.flatnonzero(base), extra]).astype(np.int64))
@@ -186,7 +191,10 @@ def run(cfg: ExperimentConfig) -> dict:
     out_dir = cfg.stage_dir(RATIONALE)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels, split = node_arrays(cfg.graph_dir)
-    budget = select_budget(labels, split, rcfg)
+    from gkd.llm.budget import teaching_budget
+    from gkd.llm.teacher import measured_nodes
+
+    budget = teaching_budget(cfg, labels, split, exclude=np.concatenate(measured_nodes(cfg, labels, split)))
     done = done_nodes(out_dir)
     todo = np.setdiff1d(budget, done)
     log.info("rationale: %d nodes in budget, %d done, %d to go on %d actor(s)", len(budget), len(budget) - len(todo),

@@ -97,6 +97,42 @@ def score_prompts(model, tokenizer, prompts: list[str], cont_ids: list[list[int]
     return total.cpu(), hidden.cpu()
 
 
+def is_classifier(model) -> bool:
+    """A sequence classifier (the `head` teacher: logits over the classes), not a causal LM scoring names."""
+    names = list(getattr(model.config, "architectures", None) or []) + [type(model).__name__]
+    return any(n.endswith("ForSequenceClassification") for n in names)
+
+
+@torch.no_grad()
+def classify_prompts(model, tokenizer, prompts: list[str], device: str | torch.device = "cpu",
+                     marks: list[list[int]] | None = None):
+    """A classifier teacher, one forward pass: (B,) prompts -> (class logits (B, C) float32, last-token hidden
+    (B, d)[, hidden at `marks` (B, M, d)]), as `score_prompts` returns them, with no continuation pass."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    enc = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    ids, mask = _left_pad(enc, pad)
+    ids, mask = ids.to(device), mask.to(device)
+    # left padding: every prompt ends at the last column, which is what the head reads
+    out = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), output_hidden_states=True)
+    last = out.hidden_states[-1]
+    hidden = last[:, -1, :].float()
+    logits = out.logits.float()
+    if marks is None:
+        return logits.cpu(), hidden.cpu()
+    width = ids.shape[1]
+    rows = torch.tensor([[width - len(e) + t for t in m] for e, m in zip(enc, marks)], dtype=torch.long, device=device)
+    at_marks = last.gather(1, rows[:, :, None].expand(-1, -1, hidden.shape[1])).float()
+    return logits.cpu(), hidden.cpu(), at_marks.cpu()
+
+
+def class_distribution(model, tokenizer, prompts: list[str], cont_ids: list[list[int]] | None,
+                       device: str | torch.device = "cpu") -> np.ndarray:
+    """(B, C) the teacher's distribution over the classes: its head's softmax, or its class-name scores."""
+    if is_classifier(model):
+        return soft_labels(classify_prompts(model, tokenizer, prompts, device)[0])
+    return soft_labels(score_prompts(model, tokenizer, prompts, cont_ids, device)[0])
+
+
 def soft_labels(logp: torch.Tensor) -> np.ndarray:
     """(B, C) continuation log-probs -> (B, C) distribution over the classes (renormalised)."""
     return torch.softmax(logp, dim=-1).numpy().astype(np.float32)

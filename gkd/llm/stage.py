@@ -53,7 +53,8 @@ def _rationale_artifacts(cfg, summary: dict, tmp: Path) -> list:
 
 
 def _teacher_artifacts(cfg, summary: dict, tmp: Path) -> list:
-    """metrics.json, the tuning loss curve (from this run's live metrics) and the tuned teacher's confusion."""
+    """metrics.json, the tuning loss curve (from this run's live metrics), val accuracy / ECE per epoch and the
+    tuned teacher's confusion (the per-epoch reliability PNGs are logged live, under teacher_calibration/)."""
     import mlflow
 
     from gkd.data.store import TAG
@@ -68,6 +69,10 @@ def _teacher_artifacts(cfg, summary: dict, tmp: Path) -> list:
         rows = [{"step": m.step, "loss": m.value} for m in sorted(hist, key=lambda m: m.step)]
         out.append(curve_png(rows, ["loss"], tmp / "teacher_tuning_curve.png", step_key="step",
                              title="teacher instruction tuning"))
+    epochs = (summary.get("tuning") or {}).get("epochs") or []
+    if epochs:
+        out.append(curve_png(epochs, ["loss", "val_acc", "val_ece"], tmp / "teacher_val_per_epoch.png",
+                             title=f"teacher tuning ({summary['tuning'].get('scoring')} read-out), val after each epoch"))
     soft_path = tdir / "soft.npy"
     if soft_path.is_file():
         tag = TAG.load(cfg.graph_dir, features=False)
@@ -95,8 +100,11 @@ def _teacher_report(cfg, m: dict) -> str:
             f"tuned acc {tu['acc']} (macro-F1 {tu['macro_f1']}); {m['covered_nodes']:,} nodes covered")
 
 
+# The rationale budget leaves out the teacher's eval and val nodes (measured, never taught): those fields count.
 RATIONALE = Stage(
-    name="rationale", dir="rationale", sections=("llm", "prompt", "rationale"), inputs=("ingest",),
+    name="rationale", dir="rationale",
+    sections=("llm", "prompt", "rationale", "teacher.eval_budget", "teacher.val_budget", "teacher.seed"),
+    inputs=("ingest",),
     run=_run_rationale, artifacts=_rationale_artifacts,
     line=lambda s: f"{s.get('nodes', 0):,} rationales ({s.get('json_ok', 0):,} with valid JSON)",
     report=lambda cfg, s: json.dumps(s, indent=2),

@@ -1,6 +1,12 @@
 """Instruction tuning of the teacher LLM (LinguGKD step 1): Ray Train TorchTrainer + DeepSpeed ZeRO.
 
-Loss on the response tokens only; LoRA (peft) or full fine-tuning by `TeacherConfig.finetune`.
+Two read-outs (`TeacherConfig.scoring`): `names` tunes the causal LM with the loss on the response (the
+class name) only; `head` tunes a sequence classifier (transformers' *ForSequenceClassification: a linear
+head on the last token's hidden state) with cross-entropy over the classes, and its prompts need no class
+list. LoRA (peft; optionally on the top `lora_layers` layers only, so the backward pass stops there) or
+full fine-tuning by `TeacherConfig.finetune`; warm-up then cosine/linear decay of the learning rate.
+After each epoch every rank scores its share of the validation prompts: accuracy, ECE and a reliability
+PNG go to MLflow, and the epoch's checkpoint carries them, so the best epoch on val can be kept.
 Every checkpoint holds `deepspeed/` (each rank's ZeRO shards, for resume), `model/` (a plain
 Hugging Face dir: the LoRA adapter, or the full weights gathered from every rank) and
 `trainer_state.json`. A rerun with the same storage_path/name resumes from the latest one.
@@ -21,6 +27,7 @@ import torch
 from gkd.config import LLMConfig, TeacherConfig
 from gkd.errors import ConfigError, GkdError
 from gkd.live import RankZeroLogger, live_target
+from gkd.plots import reliability_png
 from gkd.runtime import previous_result
 
 log = logging.getLogger(__name__)
@@ -36,9 +43,13 @@ MODEL_DIR = "model"
 
 def tokenize_examples(tokenizer, examples: list[dict], max_len: int) -> list[dict]:
     """[{prompt, response}] -> [{input_ids, labels}], labels -100 on the prompt; response + eos kept whole.
+    [{prompt, label}] (the `head` read-out) -> [{input_ids, label}].
 
     A prompt too long for max_len loses tokens from its left side (a leading BOS is kept).
     """
+    if examples and "label" in examples[0]:
+        return [{"input_ids": _left_cut(tokenizer, tokenizer(ex["prompt"])["input_ids"], max_len),
+                 "label": int(ex["label"])} for ex in examples]
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ConfigError("the teacher's tokenizer has no eos token; set tokenizer.eos_token before tuning")
@@ -60,9 +71,26 @@ def tokenize_examples(tokenizer, examples: list[dict], max_len: int) -> list[dic
     return out
 
 
+def _left_cut(tokenizer, ids: list[int], max_len: int) -> list[int]:
+    """Keep the last max_len tokens (a leading BOS stays)."""
+    if len(ids) <= max_len:
+        return ids
+    head = ids[:1] if tokenizer.bos_token_id is not None and ids[:1] == [tokenizer.bos_token_id] else []
+    return head + ids[len(ids) - (max_len - len(head)):]
+
+
 def pad_batch(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad token rows to the longest: input_ids, attention_mask, labels (B, T); labels -100 on pads."""
+    """Right-pad token rows to the longest: input_ids, attention_mask, labels (B, T); labels -100 on pads.
+    Classification rows ({input_ids, label}) give labels (B,)."""
     width = max(len(r["input_ids"]) for r in rows)
+    if "label" in rows[0]:
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+            mask[i, : len(r["input_ids"])] = 1
+        return {"input_ids": ids, "attention_mask": mask,
+                "labels": torch.tensor([r["label"] for r in rows], dtype=torch.long)}
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -109,6 +137,26 @@ def total_steps(num_examples: int, world: int, batch_size: int, grad_accum: int,
     return max(1, math.ceil(epochs * per_epoch / grad_accum))
 
 
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """The learning rate's multiplier at optimizer step `step` (0-based) of `total`: linear warm-up over
+    `warmup` steps, then constant, cosine or linear decay towards 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return 1.0 - progress
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+
+
+def epoch_ends(done: int, grad_accum: int, per_epoch: int) -> bool:
+    """Whether optimizer step `done` (1-based) finishes an epoch of `per_epoch` micro-batches."""
+    return (done * grad_accum) // per_epoch > ((done - 1) * grad_accum) // per_epoch
+
+
 def deepspeed_config(config: dict) -> dict:
     """DeepSpeed config from the worker config: ZeRO stage, micro-batch, accumulation, bf16 or fp32."""
     zero = {"stage": config["zero_stage"]}
@@ -150,18 +198,82 @@ def _read_state(checkpoint) -> dict | None:
 
 
 def _load_model(config: dict):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
-    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
+    head = config["scoring"] == "head"
+    if head:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            config["model_path"], dtype=torch.float32, num_labels=config["num_classes"])
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        model.config.pad_token_id = pad  # the classifier pools the last non-pad token
+    else:
+        model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
     if config["finetune"] == "lora":
         from peft import LoraConfig, get_peft_model
 
+        layers = model.config.num_hidden_layers
+        top = config.get("lora_layers")
         model = get_peft_model(model, LoraConfig(
-            task_type="CAUSAL_LM", r=config["lora_r"], lora_alpha=config["lora_alpha"],
+            task_type="SEQ_CLS" if head else "CAUSAL_LM", r=config["lora_r"], lora_alpha=config["lora_alpha"],
             lora_dropout=config["lora_dropout"], target_modules=list(config["lora_targets"]),
-        ))
+            # adapters on the top layers only: no gradient flows below them, so the backward pass is shorter
+            layers_to_transform=list(range(layers - top, layers)) if top and top < layers else None,
+        ))  # SEQ_CLS also trains (and saves) the new classification head, `score`
     return model, tokenizer
+
+
+def param_groups(model, lr: float, head_lr: float | None) -> list[dict]:
+    """Trainable parameters; the classification head (`score`) at head_lr when given."""
+    head, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (head if head_lr is not None and ".score." in f".{name}." else rest).append(p)
+    return [g for g in ({"params": rest, "lr": lr}, {"params": head, "lr": head_lr or lr}) if g["params"]]
+
+
+@torch.no_grad()
+def class_probs(model, tokenizer, prompts: list[str], head: bool, cont_ids: list[list[int]] | None,
+                device, batch_size: int = 8) -> np.ndarray:
+    """(n, C) class probabilities of the prompts: the head's softmax, or the class names' scores renormalised."""
+    from gkd.llm.score import _left_pad, score_prompts, soft_labels
+
+    was = model.training
+    model.eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        chunk = prompts[i : i + batch_size]
+        if head:
+            ids, mask = _left_pad([tokenizer(p)["input_ids"] for p in chunk], pad)
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            out.append(torch.softmax(logits.float(), -1).cpu().numpy())
+        else:
+            out.append(soft_labels(score_prompts(model, tokenizer, chunk, cont_ids, device)[0]))
+    model.train(was)
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _validate(engine, tokenizer, config: dict, val: list[dict], rank: int, world: int) -> dict | None:
+    """Every rank scores val[rank::world]; rank 0 gathers them -> {val_acc, val_ece, val_nll, bins} (else None)."""
+    import torch.distributed as dist
+
+    from gkd.llm.calibration import reliability
+
+    mine = list(range(rank, len(val), world))
+    probs = class_probs(engine.module, tokenizer, [val[i]["prompt"] for i in mine], config["scoring"] == "head",
+                        config.get("cont_ids"), engine.device)
+    parts = [None] * world
+    dist.all_gather_object(parts, (mine, probs))
+    if rank != 0:
+        return None
+    idx = np.concatenate([np.asarray(m, np.int64) for m, _ in parts])
+    p = np.concatenate([q for _, q in parts if len(q)])
+    labels = np.asarray([val[i]["label"] for i in idx])
+    rel = reliability(p, labels)
+    nll = float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, None)).mean())
+    return {"val_acc": rel["acc"], "val_ece": rel["ece"], "val_nll": round(nll, 4), "val_nodes": len(labels),
+            "bins": rel["bins"]}
 
 
 def _save_hf(engine, tokenizer, out_dir: Path, rank: int, zero_stage: int) -> None:
@@ -219,15 +331,26 @@ def train_loop(config: dict) -> None:
         import ray.train.torch
 
         torch.cuda.set_device(ray.train.torch.get_device())
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config["lr"],
+    optimizer = torch.optim.AdamW(param_groups(model, config["lr"], config.get("head_lr")),
                                   weight_decay=config["weight_decay"])
+    warmup = int(round(config.get("warmup_ratio", 0.0) * steps))
+    schedule = config.get("lr_schedule", "constant")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, warmup, schedule))
     skip_shm_comm_op()
-    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=deepspeed_config(config))
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                      config=deepspeed_config(config))
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             engine.load_checkpoint(str(Path(d) / DS_DIR), tag=f"step{start}",
                                    load_module_strict=config["finetune"] != "lora")
 
+    val = config.get("val_examples") or []
+    if isinstance(val, ray.ObjectRef):
+        val = ray.get(val)
+    if val and config["scoring"] == "names":
+        from gkd.llm.score import encode_continuations
+
+        config = {**config, "cont_ids": encode_continuations(tokenizer, list(config["continuations"]))}
     shard = [examples[i] for i in shard_indices(len(examples), rank, world)]
     rows = tokenize_examples(tokenizer, shard, config["max_len"])
     stream = MicroBatches(len(rows), config["batch_size"], config["seed"], rank)
@@ -256,13 +379,25 @@ def train_loop(config: dict) -> None:
         if rank == 0:
             log.info("step %d/%d loss %.4f", done, steps, loss)
         live.log({"loss": loss, "lr": engine.get_lr()[0]}, done)
-        if done % every == 0 or done == steps:
+        ends_epoch = epoch_ends(done, grad_accum, stream.per_epoch) or done == steps
+        if done % every == 0 or ends_epoch:
             epoch = done * grad_accum / stream.per_epoch
             state = {"step": done, "epoch": epoch, "first_loss": first_loss, "world_size": world,
                      "finetune": config["finetune"], "zero_stage": config["zero_stage"]}
             metrics = {"step": done, "epoch": epoch, "loss": float(np.mean(since_report)), "last_loss": loss,
                        "first_loss": first_loss, "start_step": start,
                        "train_s": time.perf_counter() - t0}
+            if ends_epoch and val:
+                t_val = time.perf_counter()
+                got = _validate(engine, tokenizer, config, val, rank, world)
+                if got is not None:  # rank 0
+                    bins = got.pop("bins")
+                    metrics.update(got, val_s=round(time.perf_counter() - t_val, 1))
+                    live.log(got, done)
+                    live.artifact_png(lambda path: reliability_png(
+                        bins, path, f"teacher after epoch {epoch:.2f}: val acc {got['val_acc']:.3f}, "
+                        f"ECE {got['val_ece']:.3f}"), f"reliability_epoch{round(epoch, 2):g}.png",
+                        "teacher_calibration")
             _save_and_report(engine, tokenizer, config, state, metrics, rank)
             since_report = []
 
@@ -270,19 +405,30 @@ def train_loop(config: dict) -> None:
 # ----------------------------------------------------------------------------- driver
 
 
-def _summary(result) -> dict:
-    ckpt = Path(result.checkpoint.path)
+def _summary(result, keep: str = "last") -> dict:
+    """The run's checkpoint to use: the latest, or (keep="best_val") the epoch-end one with the best val
+    accuracy (ties: the later one); history lists every checkpoint's metrics in step order."""
+    kept = sorted(result.best_checkpoints or [], key=lambda cm: cm[1].get("step", 0))
+    ckpt, chosen = Path(result.checkpoint.path), dict(result.metrics or {})
+    scored = [(c, m) for c, m in kept if m.get("val_acc") is not None]
+    if keep == "best_val" and scored:
+        best = max(range(len(scored)), key=lambda i: (scored[i][1]["val_acc"], i))
+        ckpt, chosen = Path(scored[best][0].path), dict(scored[best][1])
     return {
         "checkpoint_path": str(ckpt),
         "metrics": dict(result.metrics or {}),
+        "chosen": chosen,
         "adapter_dir": str(ckpt / MODEL_DIR),
-        "history": [dict(m) for _, m in (result.best_checkpoints or [])],
+        "history": [dict(m) for _, m in kept],
     }
 
 
 def tune_teacher(examples: list[dict], model_path: str | Path, cfg: TeacherConfig, llm_cfg: LLMConfig,
-                 storage_path: Path, name: str, max_len: int = 512) -> dict:
-    """Tune on [{prompt, response}] -> {checkpoint_path, metrics, adapter_dir, history}.
+                 storage_path: Path, name: str, max_len: int = 512, val_examples: list[dict] | None = None,
+                 continuations: list[str] | None = None, num_classes: int | None = None) -> dict:
+    """Tune on [{prompt, response}] (cfg.scoring names) or [{prompt, label}] (head) -> {checkpoint_path,
+    metrics, chosen, adapter_dir, history}. val_examples ([{prompt, label}]) are scored after every epoch
+    (names: against `continuations`, the class names as the teacher emits them); the head has num_classes.
 
     A rerun with the same storage_path/name resumes from that run's latest checkpoint
     (Ray Train V2 restores it from <storage_path>/<name>/checkpoint_manager_snapshot.json);
@@ -295,6 +441,13 @@ def tune_teacher(examples: list[dict], model_path: str | Path, cfg: TeacherConfi
 
     if not examples:
         raise GkdError("tune_teacher got no training examples; check teacher.train_budget and the train split")
+    head = cfg.scoring == "head"
+    if head and not num_classes:
+        raise ConfigError("teacher.scoring=head needs num_classes for its classification head")
+    if head != ("label" in examples[0]):
+        raise GkdError(f"teacher.scoring={cfg.scoring} needs examples of {{prompt, {'label' if head else 'response'}}}")
+    if val_examples and not head and not continuations:
+        raise GkdError("validating a names-scoring teacher needs the class continuations")
     run_dir = Path(storage_path) / name
     previous = previous_result(run_dir)
     if previous is not None:
@@ -315,10 +468,13 @@ def tune_teacher(examples: list[dict], model_path: str | Path, cfg: TeacherConfi
                             cfg.max_steps)
         if prior["step"] >= steps:
             log.info("run %s is already at step %d of %d; reusing its checkpoint", run_dir, prior["step"], steps)
-            return _summary(previous)
+            return _summary(previous, cfg.keep)
     config = {
         **cfg.model_dump(),
         "examples": ray.put(list(examples)),
+        "val_examples": ray.put(list(val_examples)) if val_examples else None,
+        "continuations": list(continuations or []),
+        "num_classes": num_classes,
         "model_path": str(model_path),
         "max_len": max_len,
         "dtype": llm_cfg.dtype,
@@ -341,20 +497,40 @@ def tune_teacher(examples: list[dict], model_path: str | Path, cfg: TeacherConfi
     if result.checkpoint is None:
         raise GkdError(f"teacher tuning run {name} finished without a checkpoint under {storage_path}")
     log.info("teacher tuned in %.0f s: %s (%s)", time.perf_counter() - t0, result.checkpoint.path, result.metrics)
-    return _summary(result)
+    return _summary(result, cfg.keep)
 
 
 def load_tuned(adapter_or_model_dir: str | Path, base_model_path: str | Path | None = None,
                dtype: torch.dtype = torch.float32):
-    """A plain HF causal LM for inference: a LoRA adapter merged into its base, or a full tuned model."""
-    from transformers import AutoModelForCausalLM
+    """A plain HF model for inference: a LoRA adapter merged into its base, or a full tuned model. A `head`
+    teacher comes back as a sequence classifier (its adapter was saved with task SEQ_CLS), else a causal LM."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     path = Path(adapter_or_model_dir)
     if not (path / "adapter_config.json").is_file():
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+        archs = getattr(AutoConfig.from_pretrained(path), "architectures", None) or []
+        auto = (AutoModelForSequenceClassification if any(a.endswith("ForSequenceClassification") for a in archs)
+                else AutoModelForCausalLM)
+        return auto.from_pretrained(path, dtype=dtype).eval()
     from peft import PeftModel
 
+    adapter = json.loads((path / "adapter_config.json").read_text())
     if base_model_path is None:
-        base_model_path = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-    base = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=dtype)
+        base_model_path = adapter["base_model_name_or_path"]
+    if adapter.get("task_type") == "SEQ_CLS":
+        base = AutoModelForSequenceClassification.from_pretrained(base_model_path, dtype=dtype,
+                                                                  num_labels=_head_classes(path))
+    else:
+        base = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=dtype)
     return PeftModel.from_pretrained(base, path).merge_and_unload().eval()
+
+
+def _head_classes(adapter_dir: Path) -> int:
+    """The number of classes of a SEQ_CLS adapter: the rows of its saved `score` head."""
+    from safetensors import safe_open
+
+    with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="pt") as f:
+        for key in f.keys():
+            if ".score." in f".{key}." and key.endswith("weight"):
+                return int(f.get_slice(key).get_shape()[0])
+    raise GkdError(f"{adapter_dir}: a SEQ_CLS adapter without a saved `score` head")

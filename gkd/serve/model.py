@@ -338,19 +338,22 @@ def teacher_path(cfg: ExperimentConfig) -> str:
 
 
 class TeacherService:
-    """The teacher LLM classifying nodes as in the teacher stage: each class name scored after the K-hop prompt."""
+    """The teacher LLM classifying nodes as in the teacher stage: its head's logits, or each class name scored
+    after the K-hop prompt."""
 
     def __init__(self, cfg: ExperimentConfig):
         from gkd.data.store import TAG
         from gkd.llm.models import load_teacher
         from gkd.llm.prompts import NodePromptBuilder
-        from gkd.llm.score import encode_continuations
+        from gkd.llm.score import encode_continuations, is_classifier
 
         self.cfg = cfg
         self.tag = TAG.load(cfg.graph_dir, features=False)
         self.texts = self.tag.texts()
         self.model, self.tokenizer = load_teacher(cfg.llm.model_copy(update={"model": teacher_path(cfg)}))
-        self.builder = NodePromptBuilder(self.tag, self.texts, self.tag.class_names, self.tokenizer, cfg.prompt)
+        self.class_list = not is_classifier(self.model)  # a head teacher's prompts carry no class list
+        self.builder = NodePromptBuilder(self.tag, self.texts, self.tag.class_names, self.tokenizer, cfg.prompt,
+                                         class_list=self.class_list)
         self.cont_ids = encode_continuations(self.tokenizer, self.builder.class_continuations())
 
     def prompts(self, items: list[dict]) -> list[str]:
@@ -376,11 +379,10 @@ class TeacherService:
         indices = np.concatenate([tag.indices, *[np.asarray(it["neighbors"], dtype=np.int64) for it in new]])
         texts = _TextsWithNew(self.texts, [it["text"] for it in new])
         return NodePromptBuilder(SimpleNamespace(indptr=indptr, indices=indices), texts, tag.class_names,
-                                 self.tokenizer, self.cfg.prompt)
+                                 self.tokenizer, self.cfg.prompt, class_list=self.class_list)
 
     def score(self, items: list[dict]) -> np.ndarray:
         """(k,) items -> (k, C) the teacher's distribution over the classes."""
-        from gkd.llm.score import score_prompts, soft_labels
+        from gkd.llm.score import class_distribution
 
-        logp, _ = score_prompts(self.model, self.tokenizer, self.prompts(items), self.cont_ids, self.model.device)
-        return soft_labels(logp)
+        return class_distribution(self.model, self.tokenizer, self.prompts(items), self.cont_ids, self.model.device)

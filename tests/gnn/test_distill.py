@@ -71,7 +71,7 @@ def test_two_worker_ddp_resumes_after_a_worker_is_killed(student_world, tmp_path
     cfg, tag = student_world
     cfg = _with(cfg, method="kd", num_workers=2, epochs=6, patience=100, checkpoint_every=2)
     inputs = StudentInputs(graph_arrays(tag), teacher=teacher_arrays(cfg.workdir / "teacher", tag.num_nodes,
-                                                                     tag.num_classes))
+                                                                     tag.num_classes)[0])
     spec = {"kind": "sage", "in_dim": inputs.graph.x.shape[1], "hidden": 16, "num_classes": tag.num_classes,
             "num_layers": 2, "dropout": 0.5, "heads": 4}
     marker = tmp_path / "killed.txt"
@@ -93,7 +93,7 @@ def test_inputs_travel_through_the_object_store_without_a_copy(student_world):
 
     cfg, tag = student_world
     inputs = StudentInputs(graph_arrays(tag), teacher=teacher_arrays(cfg.workdir / "teacher", tag.num_nodes,
-                                                                     tag.num_classes))
+                                                                     tag.num_classes)[0])
     ref = ray.put(inputs)
     got = ray.get(ref)
     assert isinstance(got, StudentInputs) and got.rationale is None and got.graph.num_classes == tag.num_classes

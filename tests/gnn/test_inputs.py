@@ -43,8 +43,8 @@ def test_teacher_arrays_keep_only_covered_rows(tmp_path):
     soft = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32)
     w.add({"node_id": np.array([7, 2]), "soft": soft,
            "feat_hop0": np.ones((2, 4), np.float16), "feat_hop1": np.full((2, 4), 2, np.float16)})
-    t = teacher_arrays(tmp_path, 10, 3)
-    assert isinstance(t, TeacherTargets)
+    t, counts = teacher_arrays(tmp_path, 10, 3)
+    assert isinstance(t, TeacherTargets) and counts == {"teacher_taught": 2} and t.weight is None
     assert t.pos.tolist() == [-1, -1, 0, -1, -1, -1, -1, 1, -1, -1]  # node 2 -> row 0, node 7 -> row 1
     np.testing.assert_allclose(t.soft, soft[[1, 0]])
     assert t.feats.shape == (2, 2, 4) and t.feats.dtype == np.float16
@@ -125,3 +125,33 @@ def test_llm_soft_prefers_the_teacher():
     alone = _llm_soft(StudentInputs(graph, rationale=rationale))
     assert alone.pos.tolist() == [0, 1, -1, -1, -1]
     np.testing.assert_allclose(alone.soft, [[1, 0], [1, 0]])
+
+
+def test_teacher_arrays_teach_only_the_budget_with_calibrated_weights(tmp_path):
+    """taught.npy keeps eval/val nodes out of the targets; calibration.json turns confidence into weights."""
+    import json
+
+    w = OutputWriter(tmp_path, num_nodes=6, num_classes=2, hops=0, dim=2)
+    soft = np.array([[0.95, 0.05], [0.6, 0.4], [0.3, 0.7], [0.5, 0.5]], np.float32)
+    w.add({"node_id": np.array([0, 1, 2, 5]), "soft": soft, "feat_hop0": np.ones((4, 2), np.float16)})
+    taught = np.array([True, True, True, False, False, False])  # node 5: an eval node, output but not taught
+    np.save(tmp_path / "taught.npy", taught)
+    with pytest.raises(DataError, match="calibration.json is missing"):
+        teacher_arrays(tmp_path, 6, 2, "calibrated")
+    (tmp_path / "calibration.json").write_text(json.dumps({"x": [0.5, 0.7, 0.95], "y": [0.2, 0.6, 0.9]}))
+    t, counts = teacher_arrays(tmp_path, 6, 2, "calibrated", floor=0.5, negative_precision=0.85)
+    assert t.pos.tolist() == [0, 1, 2, -1, -1, -1]  # node 5 has outputs but is never a target
+    np.testing.assert_allclose(t.weight, [0.9, 0.0, 0.6], atol=1e-6)  # conf .95 -> .9; .6 -> .4 < floor; .7 -> .6
+    assert t.confident.tolist() == [True, False, False]
+    assert counts == {"teacher_taught": 3, "teacher_dropped_below_floor": 1, "teacher_weight_mean": 0.5,
+                      "teacher_confident": 1}
+    uniform, _ = teacher_arrays(tmp_path, 6, 2)
+    assert uniform.weight is None and uniform.pos.tolist() == t.pos.tolist()
+    # soft-label targets carry the teacher's weights
+    g = GraphArrays(x=np.zeros((6, 2), np.float32), y=np.zeros(6, np.int64), split=np.zeros(6, np.int8),
+                    indptr=np.zeros(7, np.int64), indices=np.zeros(0, np.int64), num_classes=2)
+    ls = _llm_soft(StudentInputs(g, teacher=t))
+    np.testing.assert_allclose(ls.weight, [0.9, 0.0, 0.6], atol=1e-6)
+    np.save(tmp_path / "taught.npy", np.array([True, False, False, True, False, False]))  # node 3 has no output
+    with pytest.raises(DataError, match="taught.npy does not fit"):
+        teacher_arrays(tmp_path, 6, 2)

@@ -6,6 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import gkd.gnn.losses as L
+
 from gkd.gnn.losses import (
     LayerAdaptiveAlignment,
     cross_entropy,
@@ -332,3 +334,34 @@ def test_uncertainty_mix_is_weighted_plus_log_variances_and_keeps_ce_alive():
     np.testing.assert_allclose(mod.mix_weights().numpy(), [0.25, 2.0], rtol=1e-3)
     with pytest.raises(ValueError, match="mix must be one of"):
         LayerAdaptiveAlignment([3], teacher_dim=2, mix="learned")
+
+
+def test_weighted_kd_and_pseudo_scale_each_row_and_keep_the_mean_over_rows():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3)
+    probs = torch.softmax(torch.randn(4, 3), -1)
+    mask = torch.tensor([True, True, False, True])
+    w = torch.tensor([1.0, 0.5, 9.0, 0.0])
+    per_row = [L.kd_kl(logits[i : i + 1], probs[i : i + 1], 2.0, torch.tensor([True])) for i in range(4)]
+    want = (per_row[0] * 1.0 + per_row[1] * 0.5 + per_row[3] * 0.0) / 3  # row 2 is masked: its weight is unused
+    assert torch.allclose(L.kd_kl(logits, probs, 2.0, mask, w), want, atol=1e-6)
+    assert torch.allclose(L.kd_kl(logits, probs, 2.0, mask, torch.ones(4)), L.kd_kl(logits, probs, 2.0, mask))
+    conf = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.05, 0.05, 0.9]])
+    loss, used = L.pseudo_label_ce(logits, conf, 0.7, mask, w)
+    ce = torch.nn.functional.cross_entropy(logits, conf.argmax(1), reduction="none")
+    assert used == 3 and torch.allclose(loss, (ce[0] + 0.5 * ce[1] + 0.0 * ce[3]) / 3, atol=1e-6)
+
+
+def test_info_nce_strict_negatives_only_between_known_different_classes():
+    torch.manual_seed(0)
+    z, f = torch.randn(4, 8), torch.randn(4, 8)
+    classes = torch.tensor([0, 1, -1, 0])
+    zn, fn = torch.nn.functional.normalize(z, dim=-1), torch.nn.functional.normalize(f, dim=-1)
+    sim = zn @ fn.T / 0.5
+    # strict: row 0's negatives are node 1 only (2 unknown, 3 same class); row 1's are 0 and 3; row 2 has none;
+    # row 3's is node 1
+    negs = {0: [1], 1: [0, 3], 2: [], 3: [1]}
+    rows = [torch.logsumexp(sim[i, [i, *negs[i]]], 0) - sim[i, i] for i in range(4)]
+    want = torch.stack(rows).mean()
+    assert torch.allclose(L.info_nce(z, f, classes, 0.5, strict=True), want, atol=1e-5)
+    assert not torch.allclose(L.info_nce(z, f, classes, 0.5), want, atol=1e-5)  # loose: node 2 is a negative

@@ -74,7 +74,7 @@ def _loop(cfg, method, graph):
 def test_fit_is_deterministic_for_a_seed_and_reports_checkpoints(student_world):
     cfg, tag = student_world
     inputs = StudentInputs(graph_arrays(tag), teacher=teacher_arrays(cfg.workdir / "teacher", tag.num_nodes,
-                                                                     tag.num_classes))
+                                                                     tag.num_classes)[0])
     loop = _loop(cfg, "lingugkd", inputs.graph)
     events = []
     a = fit(inputs, loop, report=lambda m, s: events.append(("report", m["epoch"], s["epoch"])),

@@ -118,3 +118,33 @@ def test_sectioned_prompt_marks_each_hop_and_reuses_the_last_when_a_hop_is_empty
                                                            "node_tokens": 8}))
     p2, e2 = tight.sectioned_prompt(3)
     assert "-hop neighbors" not in p2 and len(set(e2)) == 1
+
+
+def test_head_teacher_readout_one_pass_equals_three_pass_and_prompts_drop_the_class_list(world):
+    """A classifier teacher: soft labels are its head's softmax after the K-hop prompt (no class list in it),
+    identical for both readouts."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from gkd.llm.score import classify_prompts
+
+    cfg, tag = world
+    _, tok = load_teacher(cfg.llm)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(cfg.llm.model, num_labels=tag.num_classes).eval()
+    model.config.pad_token_id = tok.pad_token_id
+    builder = NodePromptBuilder(tag, tag.texts(), tag.class_names, tok, cfg.prompt, class_list=False)
+    named = NodePromptBuilder(tag, tag.texts(), tag.class_names, tok, cfg.prompt)
+    assert tag.class_names[0] not in builder.classification_prompt(3).split("### Input:")[0]
+    assert tag.class_names[0] in named.classification_prompt(3).split("### Input:")[0]
+    nodes = [3, 4, 9]
+    one = TeacherReadout(model, tok, builder, hops=2, readout="one_pass")
+    assert one.head and one.cont_ids is None
+    a = one.run(nodes)
+    b = TeacherReadout(model, tok, builder, hops=2, readout="three_pass").run(nodes)
+    logits, _ = classify_prompts(model, tok, [builder.scoring_prefix(n) for n in nodes])
+    np.testing.assert_allclose(a["soft"], torch.softmax(logits, -1).numpy(), atol=1e-5)
+    np.testing.assert_allclose(a["soft"], b["soft"], atol=1e-5)
+    np.testing.assert_allclose(one.score(nodes)["soft"], a["soft"], atol=1e-5)
+    # F_0: the node's own line, read inside the K-hop prompt = the 0-hop prompt's state there
+    assert a["feat_hop0"].shape == b["feat_hop0"].shape == (3, model.config.hidden_size)

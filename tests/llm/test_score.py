@@ -54,3 +54,31 @@ def test_last_token_hidden_ignores_padding(tiny):
     assert torch.allclose(alone[0], batched[1], atol=1e-5)
     _, h = score_prompts(model, tokenizer, ["python class answer :"], encode_continuations(tokenizer, ["kernel"]))
     assert torch.allclose(h[0], alone[0], atol=1e-5)
+
+
+def test_classifier_readout_matches_each_prompt_alone(tiny):
+    """The head teacher: one left-padded pass gives each prompt's own pooled logits and prefix hidden states."""
+    from transformers import LlamaForSequenceClassification
+
+    from gkd.llm.score import class_distribution, classify_prompts, is_classifier
+
+    _, tokenizer = tiny
+    torch.manual_seed(1)
+    model = LlamaForSequenceClassification(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, pad_token_id=1, eos_token_id=3, num_labels=5)).eval()
+    assert is_classifier(model) and not is_classifier(tiny[0])
+    prompts = ["the node is a package for editing text ### response :", "python class answer :"]
+    marks = [[2, 5], [1, 3]]
+    logits, hidden, at = classify_prompts(model, tokenizer, prompts, marks=marks)
+    assert logits.shape == (2, 5) and hidden.shape == (2, 32) and at.shape == (2, 2, 32)
+    for i, p in enumerate(prompts):
+        ids = torch.tensor([tokenizer(p)["input_ids"]])
+        with torch.no_grad():
+            out = model(input_ids=ids, output_hidden_states=True)
+        assert torch.allclose(logits[i], out.logits[0], atol=1e-4)  # padding changed nothing
+        assert torch.allclose(hidden[i], out.hidden_states[-1][0, -1], atol=1e-4)
+        for j, t in enumerate(marks[i]):
+            assert torch.allclose(at[i, j], out.hidden_states[-1][0, t], atol=1e-4)
+    dist = class_distribution(model, tokenizer, prompts, None)
+    assert np.allclose(dist, torch.softmax(logits, -1).numpy(), atol=1e-6) and np.allclose(dist.sum(1), 1)

@@ -14,8 +14,19 @@ def test_teacher_stage_writes_outputs_and_resumes(world):
     cfg, tag = world
     cfg = cfg.model_copy(deep=True)
     cfg.teacher = cfg.teacher.model_copy(update={"max_steps": 3, "batch_size": 2, "lr": 1e-2, "eval_budget": 12,
-                                                  "train_budget": 12, "checkpoint_every": 2})
+                                                  "train_budget": 12, "checkpoint_every": 2, "scoring": "auto",
+                                                  "val_budget": 6})
     m = teacher.run(cfg)
+    # auto: both read-outs tuned (3 steps = one epoch of 12 prompts on 2 workers), the better on val kept
+    tuning = m["tuning"]
+    cands = tuning["candidates"]
+    assert set(cands) == {"names", "head"} and tuning["val_nodes"] == 6
+    assert tuning["scoring"] == max(cands, key=lambda s: cands[s]["val_acc"])
+    for c in cands.values():
+        assert [round(e["epoch"]) for e in c["epochs"]] == [1] and 0 <= c["epochs"][0]["val_acc"] <= 1
+    assert tuning["val_acc"] == cands[tuning["scoring"]]["val_acc"]
+    arch = json.loads((cfg.workdir / "teacher" / "checkpoint" / "config.json").read_text())["architectures"][0]
+    assert arch.endswith("ForSequenceClassification") == (tuning["scoring"] == "head")
     tdir = cfg.workdir / "teacher"
     evals = teacher.eval_nodes(tag.labels, tag.split, 12, cfg.teacher.seed)
     assert m["test_nodes"] == 12 and len(evals) == 12 and (tag.split[evals] == "test").all()

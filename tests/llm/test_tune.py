@@ -8,8 +8,9 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from gkd.config import LLMConfig, TeacherConfig
-from gkd.errors import ConfigError
-from gkd.llm.tune import IGNORE, MicroBatches, load_tuned, pad_batch, shard_indices, tokenize_examples, tune_teacher
+from gkd.errors import ConfigError, GkdError
+from gkd.llm.tune import (IGNORE, MicroBatches, _summary, epoch_ends, load_tuned, lr_factor, pad_batch, param_groups,
+                          shard_indices, tokenize_examples, tune_teacher)
 
 WARM = ["red", "orange", "yellow", "pink"]
 COOL = ["blue", "green", "purple", "teal"]
@@ -75,6 +76,61 @@ def test_tokenize_masks_prompt_and_truncates_it_from_the_left():
     assert batch["input_ids"][1].tolist() == [ids["<s>"], ids["is"], ids["cool"], ids["</s>"], 1, 1]
     assert batch["labels"][1].tolist() == [IGNORE, IGNORE, ids["cool"], ids["</s>"], IGNORE, IGNORE]
     assert batch["attention_mask"].tolist() == [[1] * 6, [1, 1, 1, 1, 0, 0]]
+
+
+def test_classification_rows_keep_the_label_and_cut_the_prompt_from_the_left():
+    tok = make_tokenizer()
+    ids = {w: tok.convert_tokens_to_ids(w) for w in ["<s>", "red", "apple", "is"]}
+    rows = tokenize_examples(tok, [{"prompt": "red apple is", "label": 1}, {"prompt": "is", "label": 0}], max_len=3)
+    assert rows[0] == {"input_ids": [ids["<s>"], ids["apple"], ids["is"]], "label": 1}  # BOS kept, left cut
+    assert rows[1] == {"input_ids": [ids["<s>"], ids["is"]], "label": 0}
+    batch = pad_batch(rows, pad_id=tok.pad_token_id)
+    assert batch["labels"].tolist() == [1, 0] and batch["labels"].dtype == torch.long
+    assert batch["input_ids"][1].tolist() == [ids["<s>"], ids["is"], tok.pad_token_id]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
+def test_lr_schedule_warms_up_then_decays_and_epochs_end_on_the_right_step():
+    total, warmup = 20, 4
+    cos = [lr_factor(s, total, warmup, "cosine") for s in range(total)]
+    assert cos[:4] == [0.25, 0.5, 0.75, 1.0] and cos[4] == 1.0
+    assert all(a >= b for a, b in zip(cos[4:], cos[5:])) and 0 < cos[-1] < 0.02
+    lin = [lr_factor(s, total, 0, "linear") for s in range(total)]
+    assert lin[0] == 1.0 and lin[10] == pytest.approx(0.5) and lin[-1] == pytest.approx(0.05)
+    assert {lr_factor(s, total, 0, "constant") for s in range(total)} == {1.0}
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor(5, total, 0, "step")
+    # 5 micro-batches per epoch, 2 per optimizer step: steps 3 (micro 6) and 5 (micro 10) finish epochs
+    assert [d for d in range(1, 8) if epoch_ends(d, 2, 5)] == [3, 5]
+    assert [d for d in range(1, 8) if epoch_ends(d, 1, 3)] == [3, 6]
+
+
+def test_head_parameters_get_their_own_learning_rate():
+    head = torch.nn.Module()
+    head.score = torch.nn.Linear(4, 2)
+    head.body = torch.nn.Linear(4, 4)
+    head.frozen = torch.nn.Linear(4, 4).requires_grad_(False)
+    groups = param_groups(head, lr=1e-4, head_lr=1e-2)
+    assert [(g["lr"], len(g["params"])) for g in groups] == [(1e-4, 2), (1e-2, 2)]
+    assert groups[1]["params"][0] is head.score.weight
+    assert [(g["lr"], len(g["params"])) for g in param_groups(head, 1e-4, None)] == [(1e-4, 4)]
+
+
+def test_best_val_epoch_is_kept_and_ties_go_to_the_later_one():
+    class Ckpt:
+        def __init__(self, path):
+            self.path = path
+
+    class Result:
+        checkpoint = Ckpt("/r/c4")
+        metrics = {"step": 4, "val_acc": 0.5}
+        best_checkpoints = [(Ckpt("/r/c3"), {"step": 3, "val_acc": 0.7}), (Ckpt("/r/c1"), {"step": 1}),
+                            (Ckpt("/r/c2"), {"step": 2, "val_acc": 0.7}), (Ckpt("/r/c4"), metrics)]
+
+    best = _summary(Result(), "best_val")
+    assert best["checkpoint_path"] == "/r/c3" and best["chosen"]["step"] == 3
+    assert best["adapter_dir"] == "/r/c3/model" and [h["step"] for h in best["history"]] == [1, 2, 3, 4]
+    assert _summary(Result(), "last")["checkpoint_path"] == "/r/c4"
 
 
 def test_shards_cover_every_example_and_micro_batches_replay_by_index():
@@ -186,3 +242,58 @@ def test_full_zero3_checkpoint_loads_as_plain_hf_model(ray_local, tiny_llama, tm
     tok = make_tokenizer()
     diff = (_logits(tuned, tok) - _logits(base, tok)).abs().max().item()
     assert diff > 1e-3, diff
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_head_lora_learns_reports_val_per_epoch_and_keeps_the_best(ray_local, tiny_llama, tmp_path):
+    """The `head` read-out (a classification head; full fine-tuning under ZeRO-2, which this 2-layer random Llama
+    needs to learn the task), 6 epochs, val accuracy / ECE after each one, the best epoch kept."""
+    from transformers import LlamaForSequenceClassification
+
+    from gkd.llm.score import classify_prompts
+
+    llm = LLMConfig(model=str(tiny_llama), dtype="float32", torch_threads=1)
+    examples = [{"prompt": e["prompt"], "label": int(e["response"] == "warm")} for e in colour_examples()]
+    val = examples[::4]
+    cfg = _teacher(scoring="head", finetune="full", zero_stage=2, epochs=6, lr=3e-3, head_lr=3e-2,
+                   checkpoint_every=100, lr_schedule="cosine", warmup_ratio=0.1)
+    out = tune_teacher(examples, tiny_llama, cfg, llm, tmp_path, "head", val_examples=val, num_classes=2)
+    epochs = [h for h in out["history"] if "val_acc" in h]
+    assert [round(h["epoch"]) for h in epochs] == [1, 2, 3, 4, 5, 6] and all(h["val_nodes"] == 10 for h in epochs)
+    assert out["chosen"]["val_acc"] == max(h["val_acc"] for h in epochs)
+    tuned = load_tuned(out["adapter_dir"], tiny_llama)
+    assert type(tuned) is LlamaForSequenceClassification and tuned.config.num_labels == 2
+    tok = make_tokenizer()
+    logits, _ = classify_prompts(tuned, tok, [v["prompt"] for v in val])
+    acc = float((logits.argmax(1).numpy() == [v["label"] for v in val]).mean())
+    assert acc == pytest.approx(out["chosen"]["val_acc"])  # the kept checkpoint is the one val scored
+    print(f"\nhead read-out: val acc per epoch {[h['val_acc'] for h in epochs]}, loss {[h['loss'] for h in epochs]}")
+    assert out["chosen"]["val_acc"] >= 0.9
+    with pytest.raises(GkdError, match="prompt, label"):
+        tune_teacher(colour_examples(), tiny_llama, cfg, llm, tmp_path, "bad", num_classes=2)
+
+
+def test_lora_head_adapter_merges_into_a_classifier(tiny_llama, tmp_path):
+    """A SEQ_CLS LoRA adapter (with its trained `score` head) loads back as a plain classifier, same logits."""
+    from gkd.llm.score import classify_prompts
+    from gkd.llm.tune import _load_model
+
+    cfg = {"model_path": str(tiny_llama), "scoring": "head", "num_classes": 3, "finetune": "lora", "lora_r": 4,
+           "lora_alpha": 8, "lora_dropout": 0.0, "lora_targets": ["q_proj", "v_proj"], "lora_layers": 1}
+    torch.manual_seed(0)
+    peft_model, tok = _load_model(cfg)
+    lora = [n for n, p in peft_model.named_parameters() if p.requires_grad and "lora_" in n]
+    assert lora and all(".layers.1." in n for n in lora)  # lora_layers=1: the top layer only
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))  # as if trained: adapters and head both moved
+    peft_model.eval().save_pretrained(tmp_path / "adapter")
+    tuned = load_tuned(tmp_path / "adapter", tiny_llama)
+    assert type(tuned).__name__ == "LlamaForSequenceClassification" and tuned.config.num_labels == 3
+    prompts = [e["prompt"] for e in colour_examples()[:3]]
+    tuned.config.pad_token_id = tok.pad_token_id
+    want, _ = classify_prompts(peft_model, tok, prompts)
+    got, _ = classify_prompts(tuned, tok, prompts)
+    assert torch.allclose(got, want, atol=1e-4)
