@@ -278,7 +278,20 @@ class TeacherConfig(Strict):
     # per-hop features F_0..F_K: one_pass reads each at the end of its hop's section of the one K-hop prompt
     # (causal attention: that token sees the node and hops <= k); three_pass runs one prompt per hop
     readout: Literal["one_pass", "three_pass"] = "one_pass"
+    zero_shot: bool = True  # also score the untuned model on the eval nodes (a baseline for the tuning)
+    # tune on a label-rate split (as distill.labels_per_class / label_pool_per_class / label_seed), so that the
+    # teacher sees exactly the labels its students see; None = the graph's own train split
+    labels_per_class: int | None = Field(None, ge=1)
+    label_pool_per_class: int | None = Field(None, ge=1)
+    label_seed: int = 0
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _label_rate(self):
+        if self.label_pool_per_class is not None and (self.labels_per_class is None
+                                                      or self.label_pool_per_class < self.labels_per_class):
+            raise ValueError("teacher.label_pool_per_class needs labels_per_class and must be at least it")
+        return self
 
 
 class PanConfig(Strict):
@@ -348,6 +361,7 @@ class DistillConfig(Strict):
     # of a sweep is scored on the same test nodes. None = the graph's own train split.
     labels_per_class: int | None = Field(None, ge=1)
     label_pool_per_class: int | None = Field(None, ge=1)
+    label_seed: int | None = None  # the seed of that label draw (None: `seed`); a teacher tuned on it uses the same
 
     @model_validator(mode="after")
     def _label_rate(self):

@@ -76,7 +76,8 @@ COUPLED = {"stage_dirs": [("stage_dirs", {"distill": "/x"})],
            "ingest.source.kind": [("ingest.source", {"kind": "synthetic"})],
            "ingest.split.train_fraction": [("ingest.split.train_fraction", 0.5), ("ingest.split.val_fraction", 0.2)],
            "distill.num_layers": [("distill.num_layers", 3), ("distill.fanouts", [15, 10, 5])],
-           "distill.label_pool_per_class": [("distill.labels_per_class", 5), ("distill.label_pool_per_class", 10)]}
+           "distill.label_pool_per_class": [("distill.labels_per_class", 5), ("distill.label_pool_per_class", 10)],
+           "teacher.label_pool_per_class": [("teacher.labels_per_class", 5), ("teacher.label_pool_per_class", 10)]}
 
 
 def changed_config(cfg: ExperimentConfig, path: str, value):

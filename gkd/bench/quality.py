@@ -33,15 +33,18 @@ MESSAGE_PASSING = ("gcn", "sage", "gat", "gin")
 # first's winner); grid: what that sweep tries; rates: the label-rate sweep; rate_baselines: the plain
 # baselines shown there (all of them at the graph's own split)
 _FULL = {"gnns": ["gcn", "sage", "gat", "gin", "sign"], "methods": METHODS, "llm": True, "seeds": 3,
-         "rates": [5, 10, 20, 50], "groups": 3, "tune": ["sage", "sign"],
+         "rates": [5, 10, 20, 50], "share_rates": [5, 10, 20, 50], "groups": 3, "tune": ["sage", "sign"],
          "grid": {"sage": [{"hidden": h, "weight_decay": 0.0, "jk": jk} for jk in (False, True) for h in (128, 256)],
                   "sign": [{"hidden": h, "weight_decay": wd} for h in (128, 256) for wd in (0.0, 5e-4)]},
          "rate_baselines": ["sign"]}
 PROFILES = {
     "full": _FULL,
     # the same without the LLM world (no rationale, teacher or distilled methods): the labels-only bars
-    "labels": {**_FULL, "methods": ["vanilla"], "llm": False},
+    "labels": {**_FULL, "methods": ["vanilla"], "llm": False, "share_rates": []},
+    # only the LLM's share (with vs without the teacher, per label rate): the teacher is tuned per rate
+    "share": {**_FULL, "share_only": True},
     "quick": {"gnns": ["sage", "sign"], "methods": ["vanilla", "lingugkd"], "llm": True, "seeds": 1, "rates": [2, 6],
+              "share_rates": [6],
               "groups": 3, "tune": ["sage", "sign"],
               "grid": {"sage": [{"hidden": 16}, {"hidden": 16, "jk": True}], "sign": [{"hidden": 16}, {"hidden": 32}]},
               "rate_baselines": ["sign"]},
@@ -314,12 +317,85 @@ def _row(rows: list[dict], **match) -> dict | None:
     return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
 
 
+def share_teacher(cfg: ExperimentConfig, k: int, pool: int) -> tuple[ExperimentConfig, dict]:
+    """The teacher of label rate k: tuned on that rate's labels only (the students' draw, label_seed 0), its
+    outputs, calibration and budget under <workdir>/share/k<k>/ -> (the config its students use, its metrics)."""
+    from gkd.llm.stage import RATIONALE, TEACHER
+    from gkd.pipeline import run_stage
+
+    c = cfg.model_copy(deep=True)
+    root = cfg.workdir / "share" / f"k{k}"
+    c.stage_dirs = {**cfg.stage_dirs, TEACHER.name: root / "teacher", RATIONALE.name: root / "rationale"}
+    c.teacher = c.teacher.model_copy(update={"labels_per_class": k, "label_pool_per_class": pool, "label_seed": 0,
+                                             "zero_shot": False})
+    if cfg.distill.method in ("pan", "all"):
+        run_stage(c, RATIONALE, track=False)
+    return c, run_stage(c, TEACHER, track=False)["summary"]
+
+
+def llm_share(cfg: ExperimentConfig, p: dict, gnn: str, params: dict, pool: int) -> tuple[list[dict], dict]:
+    """The LLM's share: per label rate, the full gkd student (cfg.distill.method, refined) against the same
+    student without the teacher (vanilla, refined): same GNN and settings, label draw, seeds and refinement.
+    -> (runs, {rate: {points, std, with/without accuracy, teacher accuracy, coverage, ...}})."""
+    method = cfg.distill.method if cfg.distill.method != "vanilla" else "lingugkd"
+    runs, by_rate = [], {}
+    for k in p["share_rates"]:
+        c, tm = share_teacher(cfg, k, pool)
+        rate = {"labels_per_class": k, "label_pool_per_class": pool, "label_seed": 0}
+        diffs, raw_diffs = [], []
+        for seed in range(p["seeds"]):
+            got = {}
+            for m_name in ("vanilla", method):
+                m, _ = student(c, gnn, m_name, seed, tag="-share", **params, **rate)
+                r = refined(c, gnn, m_name, seed, tag="-share", **params, **rate)
+                extra = {"labels_per_class": k, "share": "with" if m_name != "vanilla" else "without",
+                         "test_nodes": m["inputs"]["label_rate"]["test_nodes"], "inputs": m["inputs"]}
+                runs += [_record(m, **extra), _refined_record(m, r, **extra)]
+                got[m_name] = (m["test"]["acc"], r["refined"]["test"]["acc"])
+            diffs.append(100 * (got[method][1] - got["vanilla"][1]))
+            raw_diffs.append(100 * (got[method][0] - got["vanilla"][0]))
+            log.info("LLM share at %d labels/class, seed %d: %s refined %.4f vs vanilla %.4f (%+.2f points)", k,
+                     seed, method, got[method][1], got["vanilla"][1], diffs[-1])
+        pts, sd = mean_std(diffs)
+        rows = [r for r in runs if r["labels_per_class"] == k]
+        acc = lambda share, ref: mean_std([r["test"]["acc"] for r in rows if r["share"] == share
+                                           and r["refined"] == ref])[0]
+        taught = tm.get("taught_nodes", tm.get("covered_nodes"))
+        tuning = tm.get("tuning", {})
+        by_rate[str(k)] = {
+            "points": round(pts, 2), "std": round(sd, 2), "raw_points": round(mean_std(raw_diffs)[0], 2),
+            "with_refined": acc("with", True), "without_refined": acc("without", True),
+            "with_raw": acc("with", False), "without_raw": acc("without", False),
+            "teacher_acc": tm["tuned"]["acc"], "teacher_test_nodes": tm["test_nodes"],
+            "teacher_val_acc": (tm.get("val") or {}).get("acc"), "teacher_val_ece": (tm.get("val") or {}).get("ece"),
+            "teacher_scoring": tuning.get("scoring"), "teacher_examples": tuning.get("examples"),
+            "teacher_tuning_wall_s": tuning.get("wall_s"), "teacher_outputs_wall_s": (tm.get("outputs") or {}).get(
+                "wall_s"),
+            "teacher_curve": [{"minutes": round(e.get("train_s", 0) / 60, 1), "val_acc": e.get("val_acc"),
+                               "epoch": e.get("epoch")} for e in tuning.get("epochs", [])],
+            "taught_nodes": taught,
+            "dropped_below_floor": rows[0]["inputs"].get("teacher_dropped_below_floor") if rows else None,
+            "points_per_1000_taught": round(pts / (taught / 1000), 2) if taught else None,
+            "seeds": p["seeds"], "method": method, "gnn": gnn}
+    return runs, by_rate
+
+
+def share_acc_points(by_rate: dict, rate: int = 20) -> float | None:
+    """llm_share_acc_points: the share at `rate` labels per class (the issue's 20), else at the largest rate."""
+    if not by_rate:
+        return None
+    key = str(rate) if str(rate) in by_rate else max(by_rate, key=int)
+    return by_rate[key]["points"]
+
+
 def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, argv: list[str] | None = None) -> dict:
     from gkd.data.store import read_meta
     from gkd.gnn.baselines import BASELINES
 
     p = PROFILES[profile]
     t0 = time.time()
+    if p.get("share_only"):
+        return run_share(profile, out, workdir, overrides, argv)
     cfg = world(profile, workdir, overrides)
     world_s = time.time() - t0
     meta = read_meta(cfg.graph_dir)
@@ -443,6 +519,29 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
                 "first) are out of test at every rate; raw and refined (temperature, class prior and Correct & "
                 "Smooth chosen on val) for each"}
     result.update(sweep_runs=sweep_runs, wall_s=round(time.time() - t0, 1))
+    if p["share_rates"]:
+        write_result(out, result, "gkd.bench.quality", argv)
+        share_runs, by_rate = llm_share(cfg, p, sgnn, gparams, pool)
+        result.update(share_runs=share_runs, llm_share_by_rate=by_rate, llm_share_acc_points=share_acc_points(by_rate),
+                      wall_s=round(time.time() - t0, 1))
+    return write_result(out, result, "gkd.bench.quality", argv)
+
+
+def run_share(profile: str, out: Path, workdir: Path, overrides: list | None = None,
+              argv: list[str] | None = None) -> dict:
+    """The `share` profile: the LLM's share alone, on the graph and the student the full suite would pick
+    (the chosen settings are read from <out> when a full/labels result is there, else the config's)."""
+    p = PROFILES[profile]
+    t0 = time.time()
+    cfg = world_graph(profile, workdir, overrides)
+    prev = json.loads(out.read_text()) if out.is_file() else {}
+    gnn = (prev.get("inductive") or {}).get("gnn") or cfg.distill.gnn
+    params = _params((prev.get("tuning") or {}).get("chosen", {}), gnn, p)
+    share_runs, by_rate = llm_share(cfg, p, gnn, params, max(p["rates"]))
+    result = {**prev, "main_command": prev.get("main_command", prev.get("command")), "share_runs": share_runs,
+              "llm_share_by_rate": by_rate,
+              "llm_share_acc_points": share_acc_points(by_rate), "share_wall_s": round(time.time() - t0, 1)}
+    result.setdefault("profile", profile)
     return write_result(out, result, "gkd.bench.quality", argv)
 
 
@@ -644,6 +743,37 @@ def markdown_section(r: dict, plot) -> list[str]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         out.append(plot(fig, "quality_sweep.png", "accuracy vs labels per class"))
+    out += share_markdown(r)
+    return out
+
+
+def share_markdown(r: dict) -> list[str]:
+    """The LLM's share table: per rate, the teacher (accuracy, coverage, tuning) beside with - without."""
+    from gkd.bench.markdown import num, seconds, table
+
+    by = r.get("llm_share_by_rate") or {}
+    if not by:
+        return []
+    any_row = next(iter(by.values()))
+    out = ["", "### The LLM's share", "",
+           f"The full gkd student ({any_row['gnn']}/{any_row['method']}, refined) against the same student without the "
+           "teacher (vanilla, refined): same GNN and settings, label draw, seeds and refinement. At each rate the "
+           "teacher is tuned on that rate's labels only; it teaches on its chosen budget (taught nodes), never on "
+           "its own val (calibration) or test (accuracy) nodes. Mean ± std over "
+           f"{any_row['seeds']} seed(s) of the per-seed difference.", ""]
+    rows = []
+    for k, sh in by.items():
+        curve = ", ".join(f"{c['val_acc']:.3f} @ {c['minutes']:g} min" for c in sh.get("teacher_curve", [])
+                          if c.get("val_acc") is not None)
+        rows.append([k, f"{sh['teacher_acc']:.3f} ({num(sh['teacher_test_nodes'])} test)",
+                     f"{sh['teacher_val_acc']:.3f}" if sh.get("teacher_val_acc") is not None else "–",
+                     num(sh["taught_nodes"]), f"{sh['without_refined']:.3f}", f"{sh['with_refined']:.3f}",
+                     f"**{sh['points']:+.2f} ± {sh['std']:.2f}**", f"{sh['raw_points']:+.2f}",
+                     f"{sh['points_per_1000_taught']:+.2f}" if sh.get("points_per_1000_taught") is not None else "–",
+                     seconds(sh["teacher_tuning_wall_s"]) if sh.get("teacher_tuning_wall_s") else "–", curve or "–"])
+    out += table(["labels / class", "teacher acc", "teacher val acc", "taught nodes", "without teacher (refined)",
+                  "with teacher (refined)", "share, points", "share raw, points", "points / 1,000 taught",
+                  "teacher tuning", "teacher val acc vs tuning minutes"], rows)
     return out
 
 
@@ -651,6 +781,12 @@ def markdown_losses(r: dict) -> list[str]:
     from gkd.bench.markdown import num, ratio
 
     out = []
+    for k, sh in (r.get("llm_share_by_rate") or {}).items():
+        if sh["points"] < 2:
+            out.append(f"The LLM's share at {k} labels per class is {sh['points']:+.2f} ± {sh['std']:.2f} points "
+                       f"(goal: at least +2): the teacher ({sh['teacher_acc']:.3f} on its test nodes) "
+                       f"{'adds too little' if sh['points'] >= 0 else 'costs accuracy'} over the refined "
+                       f"labels-only student ({sh['without_refined']:.3f}).")
     mp = r.get("best_message_passing")
     if r.get("plain_student_vs_sign_raw_ratio") is not None and r["plain_student_vs_sign_raw_ratio"] < 1:
         out.append(f"The best labels-only message-passing student ({mp['gnn']}, {mp['acc_mean']:.3f}) is below SIGN "

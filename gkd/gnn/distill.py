@@ -250,8 +250,9 @@ def run(cfg: ExperimentConfig) -> dict:
     losses = METHOD_LOSSES[mode]
     counts: dict = {}
     if d.labels_per_class is not None:
-        graph.split, counts["label_rate"] = label_rate_split(graph.split, graph.y, d.labels_per_class,
-                                                             d.label_pool_per_class, d.seed)
+        graph.split, counts["label_rate"] = label_rate_split(
+            graph.split, graph.y, d.labels_per_class, d.label_pool_per_class,
+            d.seed if d.label_seed is None else d.label_seed)
     inputs = StudentInputs(with_hops(graph, d))
     tdir = cfg.stage_dir(TEACHER)
     if mode != "vanilla":

@@ -93,26 +93,31 @@ def choose_uncertain(probs: np.ndarray, candidates: np.ndarray, budget: int, reg
     return np.sort(candidates[np.concatenate(chosen)]) if chosen else candidates[:0]
 
 
-def probe_probs(graph_dir: Path, seed: int) -> tuple[np.ndarray, dict]:
-    """A first vanilla student's (N, C) probabilities: the SIGN baseline on the train labels, chosen on val."""
+def probe_probs(graph_dir: Path, seed: int, split: np.ndarray) -> tuple[np.ndarray, dict]:
+    """A first vanilla student's (N, C) probabilities: the SIGN baseline on the train labels of `split` (the
+    split the teacher works with), chosen on val."""
+    import dataclasses
+
     import torch
 
     from gkd.data.store import TAG
     from gkd.gnn.baselines import baseline_logits
-    from gkd.gnn.inputs import graph_arrays
+    from gkd.gnn.inputs import graph_arrays, split_codes
 
     g = graph_arrays(TAG.load(graph_dir, features=True))
+    g = dataclasses.replace(g, split=split_codes(np.asarray(split)))
     logits, chosen = baseline_logits("sign", g, seed=seed)
     return torch.softmax(torch.as_tensor(logits, dtype=torch.float32), -1).numpy(), chosen
 
 
-def _key(cfg, exclude: np.ndarray) -> str:
+def _key(cfg, split: np.ndarray, exclude: np.ndarray) -> str:
     stage = Path(cfg.graph_dir) / "stage.json"
     graph = stage.read_text() if stage.is_file() else str(Path(cfg.graph_dir).resolve())
     r = cfg.rationale
     what = {"graph": graph, "splits": sorted(r.splits), "budget": r.unlabeled_budget, "seed": r.seed,
             "selector": r.selector, "regions": r.regions,
-            "exclude": hashlib.sha256(np.sort(exclude).astype(np.int64).tobytes()).hexdigest()}
+            "exclude": hashlib.sha256(np.sort(exclude).astype(np.int64).tobytes()).hexdigest(),
+            "split": hashlib.sha256("\n".join(map(str, split)).encode()).hexdigest()}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -129,10 +134,10 @@ def teaching_budget(cfg, labels: np.ndarray, split: np.ndarray, exclude: np.ndar
     rest = np.flatnonzero(~base & ~banned & (split != "holdout"))
     if r.selector == "random" or r.unlabeled_budget == 0 or r.unlabeled_budget >= len(rest):
         return select_budget(labels, split, r, exclude)
-    path = Path(cfg.workdir) / "budget" / f"{_key(cfg, exclude)}.npz"
+    path = Path(cfg.workdir) / "budget" / f"{_key(cfg, split, exclude)}.npz"
     if path.is_file():
         return np.load(path)["nodes"]
-    probs, chosen = probe_probs(cfg.graph_dir, r.seed)
+    probs, chosen = probe_probs(cfg.graph_dir, r.seed, split)
     regions = hub_regions(*_csr(cfg), r.regions)
     extra = choose_uncertain(probs, rest, r.unlabeled_budget, regions)
     nodes = np.sort(np.concatenate([np.flatnonzero(base), extra]).astype(np.int64))

@@ -192,9 +192,10 @@ def run(cfg: ExperimentConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     labels, split = node_arrays(cfg.graph_dir)
     from gkd.llm.budget import teaching_budget
-    from gkd.llm.teacher import measured_nodes
+    from gkd.llm.teacher import measured_nodes, teacher_split
 
-    budget = teaching_budget(cfg, labels, split, exclude=np.concatenate(measured_nodes(cfg, labels, split)))
+    budget = teaching_budget(cfg, labels, teacher_split(cfg, labels, split),
+                             exclude=np.concatenate(measured_nodes(cfg, labels, split)))
     done = done_nodes(out_dir)
     todo = np.setdiff1d(budget, done)
     log.info("rationale: %d nodes in budget, %d done, %d to go on %d actor(s)", len(budget), len(budget) - len(todo),

@@ -95,9 +95,10 @@ def _teacher_line(s: dict) -> str:
 
 
 def _teacher_report(cfg, m: dict) -> str:
-    zs, tu = m["zero_shot"], m["tuned"]
-    return (f"teacher on {m['test_nodes']} test nodes: zero-shot acc {zs['acc']} (macro-F1 {zs['macro_f1']}), "
-            f"tuned acc {tu['acc']} (macro-F1 {tu['macro_f1']}); {m['covered_nodes']:,} nodes covered")
+    zs, tu = m.get("zero_shot"), m["tuned"]
+    zero = f"zero-shot acc {zs['acc']} (macro-F1 {zs['macro_f1']}), " if zs else ""
+    return (f"teacher on {m['test_nodes']} test nodes: {zero}tuned acc {tu['acc']} (macro-F1 {tu['macro_f1']}); "
+            f"{m['covered_nodes']:,} nodes with outputs, {m.get('taught_nodes', m['covered_nodes']):,} taught on")
 
 
 # The rationale budget leaves out the teacher's eval and val nodes (measured, never taught): those fields count.

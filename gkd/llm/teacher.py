@@ -42,9 +42,24 @@ def val_nodes(labels: np.ndarray, split: np.ndarray, budget: int, seed: int) -> 
     return np.sort(np.random.default_rng([seed, 47]).choice(val, size=min(budget, len(val)), replace=False))
 
 
+def teacher_split(cfg: ExperimentConfig, labels: np.ndarray, split: np.ndarray) -> np.ndarray:
+    """(N,) split names the teacher works with: the graph's, or its label-rate split (teacher.labels_per_class,
+    drawn as a student's with the same k / pool / seed), so teacher and students see the same labels."""
+    t = cfg.teacher
+    if t.labels_per_class is None:
+        return split
+    from gkd.gnn.inputs import SPLIT_CODES, label_rate_split, split_codes
+
+    codes, _ = label_rate_split(split_codes(split), np.asarray(labels, np.int64), t.labels_per_class,
+                                t.label_pool_per_class, t.label_seed)
+    names = np.array(list(SPLIT_CODES), dtype=object)
+    return names[codes].astype(split.dtype if split.dtype.kind == "U" else object)
+
+
 def measured_nodes(cfg: ExperimentConfig, labels: np.ndarray, split: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(eval nodes, val nodes) of the teacher: scored to measure and calibrate it, never taught on."""
     t = cfg.teacher
+    split = teacher_split(cfg, labels, split)
     return eval_nodes(labels, split, t.eval_budget, t.seed), val_nodes(labels, split, t.val_budget, t.seed)
 
 
@@ -142,8 +157,9 @@ def tune(cfg: ExperimentConfig, tag, base: str, scoring: str) -> dict:
     tcfg = cfg.teacher.model_copy(update={"scoring": scoring})
     _, tok = load_teacher(cfg.llm.model_copy(update={"model": base}))
     builder = NodePromptBuilder(tag, tag.texts(), tag.class_names, tok, cfg.prompt, class_list=scoring == "names")
-    nodes = train_nodes(tag.labels, tag.split, tcfg.train_budget, tcfg.seed)
-    vals = val_nodes(tag.labels, tag.split, tcfg.val_budget, tcfg.seed)
+    split = teacher_split(cfg, tag.labels, tag.split)
+    nodes = train_nodes(tag.labels, split, tcfg.train_budget, tcfg.seed)
+    vals = val_nodes(tag.labels, split, tcfg.val_budget, tcfg.seed)
     examples = tuning_examples(builder, nodes, tag.labels, scoring)
     val = tuning_examples(builder, vals, tag.labels, "head")  # {prompt, label}: the scoring prompt either way
     t = time.time()
@@ -191,10 +207,11 @@ def run(cfg: ExperimentConfig) -> dict:
     init_ray(cfg.ray)
     tag = TAG.load(cfg.graph_dir, features=False)
     base = str(resolve_model(cfg.llm.model, cfg.llm.cache_dir))
-    evals = eval_nodes(tag.labels, tag.split, tcfg.eval_budget, tcfg.seed)
+    split = teacher_split(cfg, tag.labels, tag.split)
+    evals, vals = measured_nodes(cfg, tag.labels, tag.split)
 
     zero_shot_file = tdir / "zero_shot.npz"  # (nodes, pred): per-node answers, for grouped statistics
-    if "zero_shot" not in metrics or not zero_shot_file.is_file():
+    if tcfg.zero_shot and ("zero_shot" not in metrics or not zero_shot_file.is_file()):
         t = time.time()
         pred = score_nodes(cfg, base, evals, "zero-shot eval")
         np.savez(zero_shot_file, nodes=evals, pred=pred)
@@ -227,8 +244,7 @@ def run(cfg: ExperimentConfig) -> dict:
 
     # per-hop features + soft labels for the teaching budget, the eval (test) nodes and the val nodes
     # (resumable via covered.npy); only the budget is taught on (taught.npy), val calibrates the targets
-    vals = val_nodes(tag.labels, tag.split, tcfg.val_budget, tcfg.seed)
-    taught = teaching_budget(cfg, tag.labels, tag.split, exclude=np.concatenate([evals, vals]))
+    taught = teaching_budget(cfg, tag.labels, split, exclude=np.concatenate([evals, vals]))
     out = write_outputs(cfg, str(ckpt.resolve()), np.union1d(np.union1d(taught, evals), vals), tag.num_nodes,
                         tag.num_classes)
     if out["written"]:
@@ -247,5 +263,5 @@ def run(cfg: ExperimentConfig) -> dict:
         (tdir / CALIBRATION).write_text(json.dumps(cal, indent=1))
         metrics["val"] = {"acc": cal["acc"], "ece": cal["ece"], "nodes": cal["nodes"]}
     save()
-    log.info("teacher: zero-shot %s, tuned %s", metrics["zero_shot"], metrics["tuned"])
+    log.info("teacher: zero-shot %s, tuned %s", metrics.get("zero_shot"), metrics["tuned"])
     return metrics

@@ -604,3 +604,26 @@ def test_refinement_that_lowers_accuracy_in_the_sweep_is_a_loss(tmp_path):
     assert ("**quality**: Refinement lowers mean test accuracy in the label-rate sweep for sign (gkd) at 10 "
             "(0.440 -> 0.430, ± 0.120) labels/class: the class prior estimated from a weak model can be far off, "
             "and the val accuracy reweighted to it, which chooses the correction, is then fooled too.") in losses(text)
+
+
+def test_llm_share_table_and_its_loss_line(tmp_path):
+    q = ALL["quality"]()
+    share = {"points": 0.5, "std": 0.3, "raw_points": 1.1, "with_refined": 0.705, "without_refined": 0.7,
+             "with_raw": 0.66, "without_raw": 0.649, "teacher_acc": 0.61, "teacher_test_nodes": 300,
+             "teacher_val_acc": 0.6, "teacher_val_ece": 0.05, "teacher_scoring": "head", "teacher_examples": 1060,
+             "teacher_tuning_wall_s": 2400, "teacher_outputs_wall_s": 500,
+             "teacher_curve": [{"minutes": 13.0, "val_acc": 0.52, "epoch": 1.0}, {"minutes": 26.0, "val_acc": 0.6,
+                                                                                 "epoch": 2.0}],
+             "taught_nodes": 300, "dropped_below_floor": 120, "points_per_1000_taught": 1.67, "seeds": 3,
+             "method": "lingugkd", "gnn": "gat"}
+    q.update(llm_share_by_rate={"20": share}, llm_share_acc_points=0.5)
+    text, _, _ = build(tmp_path / "share", **{**{k: f() for k, f in ALL.items()}, "quality": q})
+    assert "### The LLM's share" in text
+    assert ("| 20 | 0.610 (300 test) | 0.600 | 300 | 0.700 | 0.705 | **+0.50 ± 0.30** | +1.10 | +1.67 | 2,400 s (40.0 min) | "
+            "0.520 @ 13 min, 0.600 @ 26 min |") in text
+    assert ("**quality**: The LLM's share at 20 labels per class is +0.50 ± 0.30 points (goal: at least +2): the "
+            "teacher (0.610 on its test nodes) adds too little over the refined labels-only student (0.700).") \
+        in losses(text)
+    q["llm_share_by_rate"]["20"].update(points=2.4)
+    text, _, _ = build(tmp_path / "paid", **{**{k: f() for k, f in ALL.items()}, "quality": q})
+    assert not any("LLM's share" in line for line in losses(text))

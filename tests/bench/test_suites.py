@@ -146,6 +146,25 @@ def check_quality(q: dict, graph_dir) -> None:
     assert {r["test"]["nodes"] for r in q["sweep_runs"]} == {sweep["test_nodes"]}
     assert {r["test_nodes"] for r in q["sweep_runs"] if r["method"] == sweep["methods"][-1]} == \
         {sweep["test_nodes"]}
+    # the LLM's share: with vs without the teacher (tuned on that rate's labels only), refined, per seed
+    assert list(q["llm_share_by_rate"]) == [str(k) for k in p["share_rates"]] == ["6"]
+    for k, sh in q["llm_share_by_rate"].items():
+        runs = [r for r in q["share_runs"] if r["labels_per_class"] == int(k) and r["refined"]]
+        assert sorted((r["share"], r["seed"]) for r in runs) == sorted(
+            (side, seed) for side in ("with", "without") for seed in range(p["seeds"]))
+        assert {r["method"] for r in runs if r["share"] == "with"} == {sh["method"]} == {"lingugkd"}
+        assert {(r["gnn"], r["method"]) for r in runs if r["share"] == "without"} == {(sh["gnn"], "vanilla")}
+        diffs = [100 * (next(r for r in runs if (r["share"], r["seed"]) == ("with", s))["test"]["acc"]
+                        - next(r for r in runs if (r["share"], r["seed"]) == ("without", s))["test"]["acc"])
+                 for s in range(p["seeds"])]
+        assert sh["points"] == round(_mean(diffs), 2)
+        assert sh["with_refined"] == _mean([r["test"]["acc"] for r in runs if r["share"] == "with"])
+        assert 0 <= sh["teacher_acc"] <= 1 and sh["taught_nodes"] > 0 and sh["teacher_examples"] > 0
+        # the teacher saw only this rate's labels: its prompts are drawn from the rate split's train nodes
+        # (the quick config caps them at teacher.train_budget = 8)
+        codes_k, _ = label_rate_split(split_codes(tag.split), tag.labels, int(k), max(p["rates"]), 0)
+        assert sh["teacher_examples"] == min(8, int((codes_k == 0).sum()))
+    assert q["llm_share_acc_points"] == q["llm_share_by_rate"]["6"]["points"]
 
 
 @reads_the_quick_run
@@ -156,7 +175,7 @@ def test_quality_tables_come_from_the_runs(quick):
 
 @reads_the_quick_run
 def test_cost_stream_sampler_serve_numbers_are_consistent(quick):
-    _, _, r = quick
+    root, _, r = quick
     c = r["cost"]
     assert c["student_vs_teacher_nodes_per_s_ratio"] == round(c["student"]["nodes_per_s"] / c["teacher"]["nodes_per_s"], 1)
     assert c["student"]["full_graph"]["matches_batched"]  # k-hop batches give the layer-wise logits
@@ -166,8 +185,15 @@ def test_cost_stream_sampler_serve_numbers_are_consistent(quick):
     assert s["nodes"] == 8 and set(s["ray"]) == {"1", "2"} and s["loop"]["tokens"] > 0
     assert s["two_vs_one_actor_ratio"] == round(s["ray"]["2"]["tokens_per_s"] / s["ray"]["1"]["tokens_per_s"], 3)
     t = s["teacher_outputs"]
-    assert s["one_pass_vs_three_pass_nodes_per_s_ratio"] == round(t["one_pass"]["nodes_per_s"]
+    assert s["one_pass_vs_three_pass_nodes_per_s_ratio"] == round(t["head_one_pass"]["nodes_per_s"]
                                                                   / t["three_pass"]["nodes_per_s"], 3)
+    assert s["names_one_pass_vs_three_pass_nodes_per_s_ratio"] == round(t["one_pass"]["nodes_per_s"]
+                                                                        / t["three_pass"]["nodes_per_s"], 3)
+    # the head read-out is the quality suite's tuned teacher (same work dir) when it has one, else timed only
+    head = t["head_one_pass"]
+    tuned = (root / "work" / "quality" / "teacher" / "checkpoint" / "config.json").is_file()
+    assert head["nodes"] == 8 and head.get("untrained_head", False) == (not tuned)
+    assert (head["acc"] is None) == (not tuned) and (head["acc"] is None or 0 <= head["acc"] <= 1)
     # both readouts score the same K-hop prompt: the same predictions, so the same accuracy on the same nodes
     assert t["one_pass"]["nodes"] == t["three_pass"]["nodes"] == 8 and t["one_pass"]["acc"] == t["three_pass"]["acc"]
 

@@ -50,7 +50,7 @@ def test_teaching_budget_never_takes_measured_or_held_out_nodes(tmp_path, monkey
                                                                               "unlabeled_budget": 10}})
     probs = np.tile([0.6, 0.4], (n, 1))
     calls = []
-    monkeypatch.setattr(B, "probe_probs", lambda graph_dir, seed: (calls.append(1), (probs, {"acc": 1.0}))[1])
+    monkeypatch.setattr(B, "probe_probs", lambda graph_dir, seed, split: (calls.append(1), (probs, {"acc": 1.0}))[1])
     monkeypatch.setattr(B, "_csr", lambda cfg: build_csr(np.arange(1, n), np.zeros(n - 1, np.int64), n))
     exclude = np.array([4, 12, 13])  # a val node and two eval (test) nodes
     got = teaching_budget(cfg, labels, split, exclude)
