@@ -83,16 +83,19 @@ def run(cfg) -> dict:
     holdout = read_holdout(cfg.graph_dir)
     student, info = load_student(sdir / "checkpoint")
     g = with_hops(g, d)
+    # the student's layer-wise full-graph pass, once: the held-out score and the new-node refiner both read it
+    s_layers = (layer_inputs(student, g.x, g.indptr, g.indices, d.infer_batch_size, device)
+                if holdout is not None and len(holdout.nodes) else None)
     metrics = {
         "key": content_hash(cfg, REFINE), "gnn": d.gnn, "method": d.method, "seed": d.seed,
         "choice": ref.choice, "prior": [round(float(v), 5) for v in ref.prior],
         "raw": {**_scores(logits, g, nodes_by), "holdout": holdout_accuracy(student, g, holdout, device,
-                                                                           d.infer_batch_size)},
+                                                                           d.infer_batch_size, s_layers)},
         "refined": _scores(np.log(ref.probs + 1e-9), g, nodes_by),
         "refine_wall_s": round(time.time() - t0, 1),
     }
     # the classifiers that could answer new nodes: the student itself, and the GLNN student when asked
-    candidates = {"student": (student, logits, None)}
+    candidates = {"student": (student, logits, s_layers)}
     if rc.glnn:
         init_ray(cfg.ray)
         weight = glnn_weights(ref.probs, ref.prior, g.split, g.y)
