@@ -36,6 +36,14 @@ def test_teacher_stage_writes_outputs_and_resumes(world):
     covered = np.load(tdir / "covered.npy")
     soft = np.load(tdir / "soft.npy")
     assert covered.sum() == m["covered_nodes"] and covered[evals].all()
+    # measured nodes (test eval, val calibration) have outputs but are never taught on
+    vals = teacher.val_nodes(tag.labels, tag.split, 6, cfg.teacher.seed)
+    taught = np.load(tdir / "taught.npy")
+    assert taught.sum() == m["taught_nodes"] > 0 and not taught[evals].any() and not taught[vals].any()
+    assert covered[vals].all() and (covered == (taught | np.isin(np.arange(len(taught)), np.r_[evals, vals]))).all()
+    cal = json.loads((tdir / "calibration.json").read_text())
+    assert cal["nodes"] == m["val"]["nodes"] == 6 and np.all(np.diff(cal["y"]) >= 0)
+    assert m["val"]["acc"] == round(float((soft[vals].argmax(1) == tag.labels[vals]).mean()), 4)
     assert np.allclose(soft[covered].sum(1), 1, atol=1e-3) and not soft[~covered].any()  # never filled
     hidden = json.loads((tdir / "checkpoint" / "config.json").read_text())["hidden_size"]
     for k in range(cfg.prompt.hops + 1):
