@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gkd.bench.report import suite_main, write_result
+from gkd.bench.report import write_result
 from gkd.config import ExperimentConfig, build_config, load_config
 
 log = logging.getLogger("gkd.bench.quality")
@@ -388,14 +388,15 @@ def share_acc_points(by_rate: dict, rate: int = 20) -> float | None:
     return by_rate[key]["points"]
 
 
-def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, argv: list[str] | None = None) -> dict:
+def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, argv: list[str] | None = None,
+        share_rates: list[int] | None = None) -> dict:
     from gkd.data.store import read_meta
     from gkd.gnn.baselines import BASELINES
 
-    p = PROFILES[profile]
+    p = {**PROFILES[profile], **({"share_rates": share_rates} if share_rates is not None else {})}
     t0 = time.time()
     if p.get("share_only"):
-        return run_share(profile, out, workdir, overrides, argv)
+        return run_share(profile, out, workdir, overrides, argv, share_rates)
     cfg = world(profile, workdir, overrides)
     world_s = time.time() - t0
     meta = read_meta(cfg.graph_dir)
@@ -528,16 +529,20 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
 
 
 def run_share(profile: str, out: Path, workdir: Path, overrides: list | None = None,
-              argv: list[str] | None = None) -> dict:
+              argv: list[str] | None = None, share_rates: list[int] | None = None) -> dict:
     """The `share` profile: the LLM's share alone, on the graph and the student the full suite would pick
-    (the chosen settings are read from <out> when a full/labels result is there, else the config's)."""
-    p = PROFILES[profile]
+    (the chosen settings are read from <out> when a full/labels result is there, else the config's). Rates
+    already in <out> and not rerun are kept."""
+    p = {**PROFILES[profile], **({"share_rates": share_rates} if share_rates is not None else {})}
     t0 = time.time()
     cfg = world_graph(profile, workdir, overrides)
     prev = json.loads(out.read_text()) if out.is_file() else {}
     gnn = (prev.get("inductive") or {}).get("gnn") or cfg.distill.gnn
     params = _params((prev.get("tuning") or {}).get("chosen", {}), gnn, p)
     share_runs, by_rate = llm_share(cfg, p, gnn, params, max(p["rates"]))
+    rerun = {r["labels_per_class"] for r in share_runs}
+    share_runs = [r for r in prev.get("share_runs", []) if r["labels_per_class"] not in rerun] + share_runs
+    by_rate = dict(sorted({**prev.get("llm_share_by_rate", {}), **by_rate}.items(), key=lambda kv: int(kv[0])))
     result = {**prev, "main_command": prev.get("main_command", prev.get("command")), "share_runs": share_runs,
               "llm_share_by_rate": by_rate,
               "llm_share_acc_points": share_acc_points(by_rate), "share_wall_s": round(time.time() - t0, 1)}
@@ -546,7 +551,17 @@ def run_share(profile: str, out: Path, workdir: Path, overrides: list | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    return suite_main(__doc__, "quality", PROFILES, run, argv)
+    from gkd.bench.report import suite_parser
+    from gkd.config import parse_overrides
+    from gkd.runtime import setup_logging
+
+    parser = suite_parser(__doc__, "quality", PROFILES, "bench/work/quality")
+    parser.add_argument("--share-rates", default=None, type=lambda v: [int(x) for x in v.split(",") if x.strip()],
+                        help="labels per class of the LLM-share runs, comma-separated (default: the profile's)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    run(args.profile, Path(args.out), Path(args.workdir), parse_overrides(args.set), argv, args.share_rates)
+    return 0
 
 
 # ---------------------------------------------------------------- BENCHMARKS.md section (gkd.bench.markdown)

@@ -1,7 +1,6 @@
 """The teaching budget: chosen where a first student is unsure, class-balanced, spread over hub regions."""
 
 import numpy as np
-import pytest
 
 from gkd.config import build_config
 from gkd.data.store import build_csr
