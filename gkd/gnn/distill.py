@@ -236,7 +236,7 @@ def run(cfg: ExperimentConfig) -> dict:
     from gkd.gnn.infer import layer_inputs
     from gkd.gnn.infer import holdout_accuracy
     from gkd.llm.rationale import read_rationales
-    from gkd.llm.teacher import eval_nodes
+    from gkd.llm.teacher import measured_nodes
     from gkd.runtime import init_ray, resolve_device
 
     d = cfg.distill
@@ -291,7 +291,8 @@ def run(cfg: ExperimentConfig) -> dict:
     holdout = holdout_accuracy(gnn, graph, read_holdout(cfg.graph_dir), device, d.infer_batch_size, layers)
 
     labels = graph.y
-    teacher_nodes = eval_nodes(tag.labels, tag.split, cfg.teacher.eval_budget, cfg.teacher.seed)
+    # the teacher's own test nodes (drawn from its label-rate split when it has one), for a side-by-side
+    teacher_nodes = measured_nodes(cfg, tag.labels, tag.split)[0]
     teacher_nodes = teacher_nodes[graph.split[teacher_nodes] == TEST]  # a label-rate pool may take some
     teacher = read_teacher_accuracy(tdir)
     metrics = {
