@@ -50,8 +50,10 @@ PROFILES = {
               "budget": 8, "teacher": TINY},
 }
 # stage 4: one epoch of 2-worker LinguGKD distillation with GraphSAGE-style fan-outs
+# the untuned base teacher's outputs have no val calibration: its targets weigh 1 (teacher_weighting uniform)
 DISTILL = {"distill.method": "lingugkd", "distill.epochs": 1, "distill.num_workers": 2,
-           "distill.fanouts": [15, 10], "distill.batch_size": 1024, "distill.checkpoint_every": 1}
+           "distill.fanouts": [15, 10], "distill.batch_size": 1024, "distill.checkpoint_every": 1,
+           "distill.teacher_weighting": "uniform"}
 STAGES = ("ingest", "partition", "teacher_outputs", "distill_epoch")
 
 # Projection inputs that this suite does not measure: (default, what it is and where the default comes from).
