@@ -65,8 +65,10 @@ def student_world(ray_local, tmp_path_factory):
                    "encoder": {"name": "hashing", "dim": 64}, "num_shards": 2},
         "prompt": {"hops": 2},
         "teacher": {"eval_budget": 100},
+        # the synthetic teacher has no val calibration (teacher/calibration.json): its targets weigh 1
         "distill": {"hidden": 32, "num_layers": 2, "fanouts": [10, 5], "batch_size": 64, "epochs": 30,
-                    "patience": 10, "num_workers": 1, "unlabeled_seeds": 200, "lr": 0.01},
+                    "patience": 10, "num_workers": 1, "unlabeled_seeds": 200, "lr": 0.01,
+                    "teacher_weighting": "uniform"},
     })
     ingest.run(cfg)
     tag = TAG.load(cfg.graph_dir)
