@@ -124,14 +124,11 @@ def _key(cfg, split: np.ndarray, exclude: np.ndarray) -> str:
 def teaching_budget(cfg, labels: np.ndarray, split: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
     """Sorted node ids the LLM teaches on: every node of rationale.splits, plus rationale.unlabeled_budget
     others chosen by rationale.selector, never holdout nodes nor `exclude` (the teacher's eval/val nodes)."""
-    from gkd.llm.rationale import select_budget
+    from gkd.llm.rationale import budget_pools, select_budget
 
     r = cfg.rationale
     exclude = np.asarray(exclude if exclude is not None else [], np.int64)
-    banned = np.zeros(len(split), bool)
-    banned[exclude] = True
-    base = np.isin(split.astype(str), r.splits) & ~banned
-    rest = np.flatnonzero(~base & ~banned & (split != "holdout"))
+    base, rest = budget_pools(split, r.splits, exclude)
     if r.selector == "random" or r.unlabeled_budget == 0 or r.unlabeled_budget >= len(rest):
         return select_budget(labels, split, r, exclude)
     path = Path(cfg.workdir) / "budget" / f"{_key(cfg, split, exclude)}.npz"
@@ -140,7 +137,7 @@ def teaching_budget(cfg, labels: np.ndarray, split: np.ndarray, exclude: np.ndar
     probs, chosen = probe_probs(cfg.graph_dir, r.seed, split)
     regions = hub_regions(*_csr(cfg), r.regions)
     extra = choose_uncertain(probs, rest, r.unlabeled_budget, regions)
-    nodes = np.sort(np.concatenate([np.flatnonzero(base), extra]).astype(np.int64))
+    nodes = np.sort(np.concatenate([base, extra]).astype(np.int64))
     pred = probs[extra].argmax(1)
     info = {"probe": "sign", "probe_val": chosen, "classes_covered": int(len(np.unique(pred))),
             "regions_covered": int(len(np.unique(regions[extra]))), "regions": int(r.regions),

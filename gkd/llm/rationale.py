@@ -48,19 +48,25 @@ SCHEMA = pa.schema(
 )
 
 
-def select_budget(labels: np.ndarray, split: np.ndarray, cfg: RationaleConfig,
-                  exclude: np.ndarray | None = None) -> np.ndarray:
-    """Sorted node ids: every node in cfg.splits plus `unlabeled_budget` others drawn with cfg.seed
-    (never a held-out node: those stay unseen until the inductive evaluation; never one of `exclude`).
-    The random selector; gkd.llm.budget.teaching_budget also chooses where a first student is unsure."""
+def budget_pools(split: np.ndarray, splits: list[str], exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(nodes always in the budget: those of `splits`, the others it may draw from), both sorted ids; neither
+    holds a held-out node (unseen until the inductive evaluation) nor one of `exclude`."""
     out = np.zeros(len(split), bool)
     if exclude is not None:
         out[np.asarray(exclude, np.int64)] = True
-    base = np.isin(split.astype(str), cfg.splits) & ~out
-    rest = np.flatnonzero(~base & (split != "holdout") & ~out)
+    base = np.isin(split.astype(str), splits) & ~out
+    return np.flatnonzero(base), np.flatnonzero(~base & (split != "holdout") & ~out)
+
+
+def select_budget(labels: np.ndarray, split: np.ndarray, cfg: RationaleConfig,
+                  exclude: np.ndarray | None = None) -> np.ndarray:
+    """Sorted node ids: every node in cfg.splits plus `unlabeled_budget` others drawn with cfg.seed
+    (see `budget_pools`). The random selector; gkd.llm.budget.teaching_budget also chooses where a first
+    student is unsure."""
+    base, rest = budget_pools(split, cfg.splits, exclude)
     rng = np.random.default_rng([cfg.seed, 31])
     extra = rng.choice(rest, size=min(cfg.unlabeled_budget, len(rest)), replace=False) if len(rest) else rest
-    return np.sort(np.concatenate([np.flatnonzero(base), extra]).astype(np.int64))
+    return np.sort(np.concatenate([base, extra]).astype(np.int64))
 
 
 class RationaleGenerator:

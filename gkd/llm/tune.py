@@ -53,20 +53,17 @@ def tokenize_examples(tokenizer, examples: list[dict], max_len: int) -> list[dic
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ConfigError("the teacher's tokenizer has no eos token; set tokenizer.eos_token before tuning")
-    bos = tokenizer.bos_token_id
     out = []
     for i, ex in enumerate(examples):
         prompt = tokenizer(ex["prompt"])["input_ids"]
         response = tokenizer(ex["response"], add_special_tokens=False)["input_ids"] + [eos]
-        head = prompt[:1] if bos is not None and prompt[:1] == [bos] else []
-        room = max_len - len(response) - len(head)
-        if room < 1:
+        bos = 1 if tokenizer.bos_token_id is not None and prompt[:1] == [tokenizer.bos_token_id] else 0
+        if max_len - len(response) - bos < 1:
             raise ConfigError(
                 f"example {i}: the response takes {len(response)} tokens, which leaves no room for the "
                 f"prompt within max_len={max_len}; raise max_len or shorten the response"
             )
-        body = prompt[len(head) :]
-        prompt = head + body[max(0, len(body) - room) :]
+        prompt = _left_cut(tokenizer, prompt, max_len - len(response))
         out.append({"input_ids": prompt + response, "labels": [IGNORE] * len(prompt) + response})
     return out
 
@@ -232,24 +229,16 @@ def param_groups(model, lr: float, head_lr: float | None) -> list[dict]:
     return [g for g in ({"params": rest, "lr": lr}, {"params": head, "lr": head_lr or lr}) if g["params"]]
 
 
-@torch.no_grad()
-def class_probs(model, tokenizer, prompts: list[str], head: bool, cont_ids: list[list[int]] | None,
-                device, batch_size: int = 8) -> np.ndarray:
-    """(n, C) class probabilities of the prompts: the head's softmax, or the class names' scores renormalised."""
-    from gkd.llm.score import _left_pad, score_prompts, soft_labels
+def class_probs(model, tokenizer, prompts: list[str], cont_ids: list[list[int]] | None, device,
+                batch_size: int = 8) -> np.ndarray:
+    """(n, C) class probabilities of the prompts in eval mode, batch by batch, exactly as the teacher stage reads
+    them (gkd.llm.score.class_distribution: the head's softmax, or the class names' scores renormalised)."""
+    from gkd.llm.score import class_distribution
 
     was = model.training
     model.eval()
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        chunk = prompts[i : i + batch_size]
-        if head:
-            ids, mask = _left_pad([tokenizer(p)["input_ids"] for p in chunk], pad)
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            out.append(torch.softmax(logits.float(), -1).cpu().numpy())
-        else:
-            out.append(soft_labels(score_prompts(model, tokenizer, chunk, cont_ids, device)[0]))
+    out = [class_distribution(model, tokenizer, prompts[i : i + batch_size], cont_ids, device)
+           for i in range(0, len(prompts), batch_size)]
     model.train(was)
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
@@ -261,8 +250,8 @@ def _validate(engine, tokenizer, config: dict, val: list[dict], rank: int, world
     from gkd.llm.calibration import reliability
 
     mine = list(range(rank, len(val), world))
-    probs = class_probs(engine.module, tokenizer, [val[i]["prompt"] for i in mine], config["scoring"] == "head",
-                        config.get("cont_ids"), engine.device)
+    probs = class_probs(engine.module, tokenizer, [val[i]["prompt"] for i in mine], config.get("cont_ids"),
+                        engine.device)
     parts = [None] * world
     dist.all_gather_object(parts, (mine, probs))
     if rank != 0:
