@@ -374,7 +374,9 @@ def llm_share(cfg: ExperimentConfig, p: dict, gnn: str, params: dict, pool: int)
             "teacher_curve": [{"minutes": round(e.get("train_s", 0) / 60, 1), "val_acc": e.get("val_acc"),
                                "epoch": e.get("epoch")} for e in tuning.get("epochs", [])],
             "taught_nodes": taught,
-            "dropped_below_floor": rows[0]["inputs"].get("teacher_dropped_below_floor") if rows else None,
+            # the targets the calibrated students dropped (only a run with the teacher reads it)
+            "dropped_below_floor": next((r["inputs"].get("teacher_dropped_below_floor") for r in rows
+                                         if r["share"] == "with"), None),
             "points_per_1000_taught": round(pts / (taught / 1000), 2) if taught else None,
             "seeds": p["seeds"], "method": method, "gnn": gnn}
     return runs, by_rate

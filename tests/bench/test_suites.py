@@ -160,6 +160,8 @@ def check_quality(q: dict, graph_dir) -> None:
         assert sh["points"] == round(_mean(diffs), 2)
         assert sh["with_refined"] == _mean([r["test"]["acc"] for r in runs if r["share"] == "with"])
         assert 0 <= sh["teacher_acc"] <= 1 and sh["taught_nodes"] > 0 and sh["teacher_examples"] > 0
+        assert sh["dropped_below_floor"] == next(r["inputs"]["teacher_dropped_below_floor"] for r in runs
+                                                 if r["share"] == "with")
         # the teacher saw only this rate's labels: its prompts are drawn from the rate split's train nodes
         # (the quick config caps them at teacher.train_budget = 8)
         codes_k, _ = label_rate_split(split_codes(tag.split), tag.labels, int(k), max(p["rates"]), 0)
