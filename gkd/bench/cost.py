@@ -3,7 +3,9 @@
 Both classify the same sample of labelled test nodes in this one process, with the same number of
 torch threads:
 - the teacher (the tuned checkpoint, else `llm.model`) exactly as the teacher stage scores a node:
-  its K-hop classification prompt, every class name scored as a continuation (`TeacherReadout.score`);
+  its K-hop classification prompt read by the checkpoint's read-out (`TeacherReadout.score`): the
+  classification head of a `teacher.scoring: head` checkpoint, else every class name scored as a
+  continuation (reported as `scoring`);
 - the student exactly as Serve answers a node it has not cached: the full L-hop neighbourhood of the
   batch (fan-out -1, no sampling) and one forward pass.
 Reported per model: nodes/s in batches, latency of a single node, parameters, the peak memory rise
@@ -89,6 +91,7 @@ def student_side(cfg, tag, nodes: np.ndarray, batch: int, checkpoint: Path) -> d
 
 
 def teacher_side(cfg, tag, nodes: np.ndarray, batch: int, model_path: str) -> dict:
+    from gkd.llm.score import is_classifier
     from gkd.llm.teacher import TeacherActor
 
     with PeakMemory(interval=0.05, tree=False) as mem:
@@ -100,7 +103,8 @@ def teacher_side(cfg, tag, nodes: np.ndarray, batch: int, model_path: str) -> di
         latency = _latency_ms(lambda ids: actor({"node_id": ids}), items[:4])
     pred = np.concatenate(outs)
     model = actor.readout.model
-    return {"model": model_path, "parameters": int(sum(p.numel() for p in model.parameters())),
+    return {"model": model_path, "scoring": "head" if is_classifier(model) else "names",
+            "parameters": int(sum(p.numel() for p in model.parameters())),
             "nodes_per_s": round(rate, 3), "latency_ms_one_node": latency, "peak_memory_rise_mib": mem.rise_mib,
             "acc": round(float((pred == tag.labels[nodes]).mean()), 4)}
 

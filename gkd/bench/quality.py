@@ -27,24 +27,30 @@ log = logging.getLogger("gkd.bench.quality")
 
 METHODS = ["vanilla", "kd", "lingugkd", "pan", "all"]
 MESSAGE_PASSING = ("gcn", "sage", "gat", "gin")
+READS_RATIONALES = ("pan", "all")  # the methods whose student reads the rationale stage (the interpreter)
 
 # gnns: the students (labels only, "vanilla", and each distilled method when the profile has the LLM world);
 # tune: the students whose width / regularisation the val sweep chooses (the message-passing ones take the
 # first's winner); grid: what that sweep tries; rates: the label-rate sweep; rate_baselines: the plain
-# baselines shown there (all of them at the graph's own split)
+# baselines shown there (all of them at the graph's own split); share_rates: the LLM's share (the gkd student
+# with vs without the teacher tuned on that rate's labels); share_methods at methods_rate: the same for every
+# distillation method on every GNN
 _FULL = {"gnns": ["gcn", "sage", "gat", "gin", "sign"], "methods": METHODS, "llm": True, "seeds": 3,
          "rates": [5, 10, 20, 50], "share_rates": [5, 10, 20, 50], "groups": 3, "tune": ["sage", "sign"],
+         "share_methods": ["kd", "lingugkd", "pan", "all"], "methods_rate": 20,
          "grid": {"sage": [{"hidden": h, "weight_decay": 0.0, "jk": jk} for jk in (False, True) for h in (128, 256)],
                   "sign": [{"hidden": h, "weight_decay": wd} for h in (128, 256) for wd in (0.0, 5e-4)]},
          "rate_baselines": ["sign"]}
 PROFILES = {
     "full": _FULL,
     # the same without the LLM world (no rationale, teacher or distilled methods): the labels-only bars
-    "labels": {**_FULL, "methods": ["vanilla"], "llm": False, "share_rates": []},
+    "labels": {**_FULL, "methods": ["vanilla"], "llm": False, "share_rates": [], "methods_rate": None},
     # only the LLM's share (with vs without the teacher, per label rate): the teacher is tuned per rate
-    "share": {**_FULL, "share_only": True},
+    "share": {**_FULL, "share_only": True, "methods_rate": None},
+    # only the share of every distillation method on every GNN at methods_rate (its rate's teacher, as "share")
+    "methods": {**_FULL, "share_only": True, "share_rates": []},
     "quick": {"gnns": ["sage", "sign"], "methods": ["vanilla", "lingugkd"], "llm": True, "seeds": 1, "rates": [2, 6],
-              "share_rates": [6],
+              "share_rates": [6], "share_methods": ["lingugkd"], "methods_rate": 6,
               "groups": 3, "tune": ["sage", "sign"],
               "grid": {"sage": [{"hidden": 16}, {"hidden": 16, "jk": True}], "sign": [{"hidden": 16}, {"hidden": 32}]},
               "rate_baselines": ["sign"]},
@@ -317,9 +323,10 @@ def _row(rows: list[dict], **match) -> dict | None:
     return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
 
 
-def share_teacher(cfg: ExperimentConfig, k: int, pool: int) -> tuple[ExperimentConfig, dict]:
+def share_teacher(cfg: ExperimentConfig, k: int, pool: int, rationale: bool = False) -> tuple[ExperimentConfig, dict]:
     """The teacher of label rate k: tuned on that rate's labels only (the students' draw, label_seed 0), its
-    outputs, calibration and budget under <workdir>/share/k<k>/ -> (the config its students use, its metrics)."""
+    outputs, calibration and budget under <workdir>/share/k<k>/ -> (the config its students use, its metrics).
+    rationale: also the rationale stage there (the pan and all methods read it)."""
     from gkd.llm.stage import RATIONALE, TEACHER
     from gkd.pipeline import run_stage
 
@@ -328,7 +335,7 @@ def share_teacher(cfg: ExperimentConfig, k: int, pool: int) -> tuple[ExperimentC
     c.stage_dirs = {**cfg.stage_dirs, TEACHER.name: root / "teacher", RATIONALE.name: root / "rationale"}
     c.teacher = c.teacher.model_copy(update={"labels_per_class": k, "label_pool_per_class": pool, "label_seed": 0,
                                              "zero_shot": False})
-    if cfg.distill.method in ("pan", "all"):
+    if rationale or cfg.distill.method in READS_RATIONALES:
         run_stage(c, RATIONALE, track=False)
     return c, run_stage(c, TEACHER, track=False)["summary"]
 
@@ -388,6 +395,60 @@ def share_acc_points(by_rate: dict, rate: int = 20) -> float | None:
         return None
     key = str(rate) if str(rate) in by_rate else max(by_rate, key=int)
     return by_rate[key]["points"]
+
+
+def methods_vs_vanilla(runs: list[dict]) -> dict:
+    """{gnn: {method: {"raw"|"refined": {points, std, seeds}}}}: each distilled method minus the same GNN trained on
+    labels alone (vanilla), per seed, mean ± std in points of test accuracy; seeds only where both ran."""
+    out: dict = {}
+    for gnn in dict.fromkeys(r["gnn"] for r in runs):
+        mine = [r for r in runs if r["gnn"] == gnn]
+        for method in dict.fromkeys(r["method"] for r in mine if r["method"] != "vanilla"):
+            cell = {}
+            for refined in (False, True):
+                acc = {(r["method"], r["seed"]): r["test"]["acc"] for r in mine if bool(r["refined"]) == refined}
+                seeds = sorted(s for (m, s) in acc if m == method and ("vanilla", s) in acc)
+                if not seeds:
+                    continue
+                pts, sd = mean_std([100 * (acc[method, s] - acc["vanilla", s]) for s in seeds])
+                cell["refined" if refined else "raw"] = {"points": round(pts, 2), "std": round(sd, 2), "seeds": seeds}
+            out.setdefault(gnn, {})[method] = cell
+    return out
+
+
+def below_vanilla(table: dict) -> list[dict]:
+    """The (gnn, method) cells of a methods_vs_vanilla table whose mean is below vanilla, raw or refined."""
+    return [{"gnn": g, "method": m, **{k: v["points"] for k, v in cell.items()}}
+            for g, methods in table.items() for m, cell in methods.items()
+            if any(v["points"] < 0 for v in cell.values())]
+
+
+def method_share(cfg: ExperimentConfig, p: dict, chosen: dict, pool: int) -> tuple[list[dict], dict]:
+    """Every distillation method in p["share_methods"] on every GNN in p["gnns"] against the same GNN without the
+    teacher, at p["methods_rate"] labels per class with that rate's teacher (the one `llm_share` uses), raw and
+    refined, seeds as the profile -> (runs, the result's fields: llm_share_by_method, methods_below_vanilla, ...)."""
+    k = p["methods_rate"]
+    c, tm = share_teacher(cfg, k, pool, rationale=bool(set(p["share_methods"]) & set(READS_RATIONALES)))
+    rate = {"labels_per_class": k, "label_pool_per_class": pool, "label_seed": 0}
+    runs = []
+    for gnn in p["gnns"]:
+        params = _params(chosen, gnn, p)
+        for seed in range(p["seeds"]):
+            for m_name in ("vanilla", *p["share_methods"]):
+                m, _ = student(c, gnn, m_name, seed, tag="-share", **params, **rate)
+                r = refined(c, gnn, m_name, seed, tag="-share", **params, **rate)
+                extra = {"labels_per_class": k, "share": "with" if m_name != "vanilla" else "without",
+                         "test_nodes": m["inputs"]["label_rate"]["test_nodes"]}
+                runs += [_record(m, **extra), _refined_record(m, r, **extra)]
+                log.info("methods at %d labels/class: %s/%s seed %d: test acc %.4f raw, %.4f refined", k, gnn,
+                         m_name, seed, m["test"]["acc"], r["refined"]["test"]["acc"])
+    table = methods_vs_vanilla(runs)
+    return runs, {"llm_share_by_method": table, "methods_below_vanilla": below_vanilla(table),
+                  "methods_share_at": {"labels_per_class": k, "test_nodes": runs[0]["test_nodes"],
+                                       "teacher_acc": tm["tuned"]["acc"], "teacher_test_nodes": tm["test_nodes"],
+                                       "taught_nodes": tm.get("taught_nodes", tm.get("covered_nodes")),
+                                       "seeds": p["seeds"], "methods": p["share_methods"], "gnns": p["gnns"]},
+                  "method_share_rows": summarize(runs, ("gnn", "method", "refined"))}
 
 
 def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, argv: list[str] | None = None,
@@ -493,6 +554,8 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
         "student_vs_tuned_teacher_acc_ratio": (round(best_teacher_nodes / teacher["tuned"]["acc_all"], 2)
                                                if teacher and best_teacher_nodes and teacher["tuned"]["acc_all"]
                                                else None),
+        # every distilled method against the same GNN on labels alone, at the graph's split with its teacher
+        "methods_vs_vanilla": methods_vs_vanilla(runs),
         "distill_config": cfg.distill.model_dump(mode="json"),
         "refine_config": cfg.refine.model_dump(mode="json"),
         "runs": runs, "baseline_runs": base_runs,
@@ -527,14 +590,19 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
         share_runs, by_rate = llm_share(cfg, p, sgnn, gparams, pool)
         result.update(share_runs=share_runs, llm_share_by_rate=by_rate, llm_share_acc_points=share_acc_points(by_rate),
                       wall_s=round(time.time() - t0, 1))
+    if p.get("methods_rate"):
+        write_result(out, result, "gkd.bench.quality", argv)
+        method_runs, fields = method_share(cfg, p, chosen, pool)
+        result.update(method_share_runs=method_runs, **fields, wall_s=round(time.time() - t0, 1))
     return write_result(out, result, "gkd.bench.quality", argv)
 
 
 def run_share(profile: str, out: Path, workdir: Path, overrides: list | None = None,
               argv: list[str] | None = None, share_rates: list[int] | None = None) -> dict:
-    """The `share` profile: the LLM's share alone, on the graph and the student the full suite would pick
-    (the chosen settings are read from <out> when a full/labels result is there, else the config's). Rates
-    already in <out> and not rerun are kept."""
+    """The `share` and `methods` profiles: the LLM's share alone, on the graph and the student the full suite
+    would pick (the chosen settings are read from <out> when a full/labels result is there, else the config's),
+    per label rate and/or for every method on every GNN at methods_rate. Rates already in <out> and not rerun are
+    kept."""
     p = {**PROFILES[profile], **({"share_rates": share_rates} if share_rates is not None else {})}
     t0 = time.time()
     cfg = world_graph(profile, workdir, overrides)
@@ -549,6 +617,10 @@ def run_share(profile: str, out: Path, workdir: Path, overrides: list | None = N
               "llm_share_by_rate": by_rate,
               "llm_share_acc_points": share_acc_points(by_rate), "share_wall_s": round(time.time() - t0, 1)}
     result.setdefault("profile", profile)
+    if p.get("methods_rate"):
+        write_result(out, result, "gkd.bench.quality", argv)
+        method_runs, fields = method_share(cfg, p, (prev.get("tuning") or {}).get("chosen", {}), max(p["rates"]))
+        result.update(method_share_runs=method_runs, **fields, methods_wall_s=round(time.time() - t0, 1))
     return write_result(out, result, "gkd.bench.quality", argv)
 
 
@@ -761,6 +833,7 @@ def markdown_section(r: dict, plot) -> list[str]:
         ax.legend(fontsize=7)
         out.append(plot(fig, "quality_sweep.png", "accuracy vs labels per class"))
     out += share_markdown(r)
+    out += methods_markdown(r)
     return out
 
 
@@ -794,6 +867,30 @@ def share_markdown(r: dict) -> list[str]:
     return out
 
 
+def methods_markdown(r: dict) -> list[str]:
+    """Every distillation method on every GNN against the same GNN without the teacher (llm_share_by_method)."""
+    from gkd.bench.markdown import num, table
+
+    by, at = r.get("llm_share_by_method") or {}, r.get("methods_share_at") or {}
+    if not by:
+        return []
+    methods = list(dict.fromkeys(m for cells in by.values() for m in cells))
+    out = ["", f"### Every method against labels alone, at {at['labels_per_class']} labels per class", "",
+           f"Each distillation method minus the same GNN trained on labels alone (vanilla), in points of test "
+           f"accuracy on {num(at['test_nodes'])} test nodes: refined (raw in brackets), mean ± std over "
+           f"{at['seeds']} seed(s) of the per-seed difference. The teacher is that rate's ({at['teacher_acc']:.3f} "
+           f"on its {num(at['teacher_test_nodes'])} test nodes, {num(at['taught_nodes'])} taught nodes).", ""]
+    rows = []
+    for gnn, cells in by.items():
+        row = [gnn]
+        for m in methods:
+            c = cells.get(m) or {}
+            ref, raw = c.get("refined"), c.get("raw")
+            row.append(f"{ref['points']:+.2f} ± {ref['std']:.2f} ({raw['points']:+.2f})" if ref and raw else "–")
+        rows.append(row)
+    return out + table(["GNN", *methods], rows)
+
+
 def markdown_losses(r: dict) -> list[str]:
     from gkd.bench.markdown import num, ratio
 
@@ -804,6 +901,14 @@ def markdown_losses(r: dict) -> list[str]:
                        f"(goal: at least +2): the teacher ({sh['teacher_acc']:.3f} on its test nodes) "
                        f"{'adds too little' if sh['points'] >= 0 else 'costs accuracy'} over the refined "
                        f"labels-only student ({sh['without_refined']:.3f}).")
+    below = r.get("methods_below_vanilla") or []
+    if below:
+        at = r["methods_share_at"]
+        total = sum(len(cells) for cells in r["llm_share_by_method"].values())
+        out.append(f"At {at['labels_per_class']} labels per class, {len(below)} of {total} (GNN, method) pairs are "
+                   "below the same GNN without the teacher, raw or refined (points): " + ", ".join(
+                       f"{b['gnn']}/{b['method']} " + " ".join(f"{k} {b[k]:+.2f}" for k in ("raw", "refined") if k in b)
+                       for b in below) + ".")
     mp = r.get("best_message_passing")
     if r.get("plain_student_vs_sign_raw_ratio") is not None and r["plain_student_vs_sign_raw_ratio"] < 1:
         out.append(f"The best labels-only message-passing student ({mp['gnn']}, {mp['acc_mean']:.3f}) is below SIGN "

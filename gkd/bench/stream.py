@@ -208,11 +208,19 @@ def markdown_section(r: dict, plot) -> list[str]:
     if t:
         out += ["", f"Teacher outputs (soft labels + per-hop features F_0..F_{t['hops']}) for the same nodes, one "
                 f"process with {num(t['torch_threads'])} torch threads, batches of {t['batch_size']}: one_pass reads "
-                f"every F_k from the one {t['hops']}-hop prompt, three_pass runs a prompt per hop. One vs three: "
-                f"**{ratio(r['one_pass_vs_three_pass_nodes_per_s_ratio'])}** nodes/s.", ""]
+                f"every F_k from the one {t['hops']}-hop prompt, three_pass runs a prompt per hop. The default "
+                "read-out (the tuned head teacher, one pass) vs three-pass class names: "
+                f"**{ratio(r['one_pass_vs_three_pass_nodes_per_s_ratio'])}** nodes/s"
+                + (f"; class names one vs three passes: {ratio(r['names_one_pass_vs_three_pass_nodes_per_s_ratio'])}"
+                   if r.get("names_one_pass_vs_three_pass_nodes_per_s_ratio") else "")
+                + ". The class-name rows score with the base model.", ""]
+        label = {"three_pass": "class names, three passes", "one_pass": "class names, one pass",
+                 "head_one_pass": "head, one pass"}
         out += table(["readout", "nodes/s", "wall", "teacher acc on these nodes"],
-                     [[k, num(t[k]["nodes_per_s"]), seconds(t[k]["wall_s"]),
-                       "–" if t[k]["acc"] is None else f"{t[k]['acc']:.3f}"] for k in ("three_pass", "one_pass")])
+                     [[label[k], num(t[k]["nodes_per_s"]), seconds(t[k]["wall_s"]),
+                       "– (untrained head, timed only)" if t[k].get("untrained_head") else
+                       "–" if t[k]["acc"] is None else f"{t[k]['acc']:.3f}"]
+                      for k in ("three_pass", "one_pass", "head_one_pass") if k in t])
     return out
 
 

@@ -627,3 +627,57 @@ def test_llm_share_table_and_its_loss_line(tmp_path):
     q["llm_share_by_rate"]["20"].update(points=2.4)
     text, _, _ = build(tmp_path / "paid", **{**{k: f() for k, f in ALL.items()}, "quality": q})
     assert not any("LLM's share" in line for line in losses(text))
+
+
+def test_every_method_against_labels_alone_table_and_its_loss_line(tmp_path):
+    from gkd.bench.quality import below_vanilla, methods_vs_vanilla
+
+    def run(gnn, method, seed, refined, acc):
+        return {"gnn": gnn, "method": method, "seed": seed, "refined": refined, "test": {"acc": acc}}
+
+    # gcn: kd above vanilla on both seeds; pan below raw (-1.0, -3.0) but above refined; sage: kd seed 1 only
+    runs = [run("gcn", "vanilla", 0, False, 0.60), run("gcn", "vanilla", 1, False, 0.62),
+            run("gcn", "kd", 0, False, 0.61), run("gcn", "kd", 1, False, 0.64),
+            run("gcn", "pan", 0, False, 0.59), run("gcn", "pan", 1, False, 0.59),
+            run("gcn", "vanilla", 0, True, 0.70), run("gcn", "vanilla", 1, True, 0.70),
+            run("gcn", "kd", 0, True, 0.71), run("gcn", "kd", 1, True, 0.72),
+            run("gcn", "pan", 0, True, 0.705), run("gcn", "pan", 1, True, 0.705),
+            run("sage", "vanilla", 1, False, 0.5), run("sage", "kd", 0, False, 0.9), run("sage", "kd", 1, False, 0.52),
+            run("sage", "vanilla", 1, True, 0.6), run("sage", "kd", 1, True, 0.61)]
+    table = methods_vs_vanilla(runs)
+    assert table["gcn"]["kd"] == {"raw": {"points": 1.5, "std": 0.5, "seeds": [0, 1]},
+                                  "refined": {"points": 1.5, "std": 0.5, "seeds": [0, 1]}}
+    assert table["gcn"]["pan"]["raw"] == {"points": -2.0, "std": 1.0, "seeds": [0, 1]}
+    # sage's kd seed 0 has no vanilla of its own: not counted
+    assert table["sage"]["kd"]["raw"] == {"points": 2.0, "std": 0.0, "seeds": [1]}
+    below = below_vanilla(table)
+    assert below == [{"gnn": "gcn", "method": "pan", "raw": -2.0, "refined": 0.5}]
+    q = ALL["quality"]()
+    q.update(llm_share_by_method=table, methods_below_vanilla=below,
+             methods_share_at={"labels_per_class": 20, "test_nodes": 53261, "teacher_acc": 0.7,
+                               "teacher_test_nodes": 300, "taught_nodes": 300, "seeds": 2,
+                               "methods": ["kd", "pan"], "gnns": ["gcn", "sage"]})
+    text, _, _ = build(tmp_path / "methods", **{**{k: f() for k, f in ALL.items()}, "quality": q})
+    assert "### Every method against labels alone, at 20 labels per class" in text
+    assert "| gcn | +1.50 ± 0.50 (+1.50) | +0.50 ± 0.00 (-2.00) |" in text
+    assert "| sage | +1.00 ± 0.00 (+2.00) | – |" in text
+    assert ("**quality**: At 20 labels per class, 1 of 3 (GNN, method) pairs are below the same GNN without the "
+            "teacher, raw or refined (points): gcn/pan raw -2.00 refined +0.50.") in losses(text)
+
+
+def test_stream_teacher_outputs_show_every_readout_and_what_the_ratio_compares(tmp_path):
+    s = ALL["stream"]()
+    s.update(teacher_outputs={"three_pass": {"wall_s": 202.0, "nodes_per_s": 0.238, "acc": 0.0625},
+                              "one_pass": {"wall_s": 93.5, "nodes_per_s": 0.513, "acc": 0.0625},
+                              "head_one_pass": {"wall_s": 41.6, "nodes_per_s": 1.154, "acc": 0.6667},
+                              "torch_threads": 2, "batch_size": 8, "hops": 2},
+             one_pass_vs_three_pass_nodes_per_s_ratio=4.849, names_one_pass_vs_three_pass_nodes_per_s_ratio=2.155)
+    text, _, _ = build(tmp_path / "s", **{**{k: f() for k, f in ALL.items()}, "stream": s})
+    assert ("The default read-out (the tuned head teacher, one pass) vs three-pass class names: **4.85x** nodes/s; "
+            "class names one vs three passes: 2.15x.") in text
+    assert "| class names, three passes | 0.238 | 202 s (3.4 min) | 0.062 |" in text
+    assert "| head, one pass | 1.15 | 41.6 s | 0.667 |" in text
+    # a head that was not tuned (no tuned teacher in the work dir) is timed only
+    s["teacher_outputs"]["head_one_pass"].update(acc=None, untrained_head=True)
+    text, _, _ = build(tmp_path / "u", **{**{k: f() for k, f in ALL.items()}, "stream": s})
+    assert "| head, one pass | 1.15 | 41.6 s | – (untrained head, timed only) |" in text

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,6 +168,41 @@ def check_quality(q: dict, graph_dir) -> None:
         codes_k, _ = label_rate_split(split_codes(tag.split), tag.labels, int(k), max(p["rates"]), 0)
         assert sh["teacher_examples"] == min(8, int((codes_k == 0).sum()))
     assert q["llm_share_acc_points"] == q["llm_share_by_rate"]["6"]["points"]
+    # every distilled method against the same GNN on labels alone: at the graph's split (the students above) ...
+    for gnn in p["gnns"]:
+        for kind, refined in (("raw", False), ("refined", True)):
+            assert q["methods_vs_vanilla"][gnn]["lingugkd"][kind]["points"] == _points(q["runs"], gnn, "lingugkd",
+                                                                                        refined, p["seeds"])
+    # ... and at methods_rate with that rate's teacher (the share's): every GNN x method x seed, raw and refined
+    at, mruns = q["methods_share_at"], q["method_share_runs"]
+    assert (at["labels_per_class"], at["methods"], at["gnns"]) == (p["methods_rate"], p["share_methods"], p["gnns"]) \
+        == (6, ["lingugkd"], ["sage", "sign"])
+    assert sorted((r["gnn"], r["method"], r["seed"], r["refined"]) for r in mruns) == sorted(
+        (g, m, s, ref) for g in p["gnns"] for m in ("vanilla", *p["share_methods"]) for s in range(p["seeds"])
+        for ref in (False, True))
+    assert {r["test_nodes"] for r in mruns} == {at["test_nodes"]} == {r["test_nodes"] for r in q["share_runs"]}
+    below = []
+    for gnn in p["gnns"]:
+        cell = q["llm_share_by_method"][gnn]["lingugkd"]
+        for kind, refined in (("raw", False), ("refined", True)):
+            assert cell[kind]["points"] == _points(mruns, gnn, "lingugkd", refined, p["seeds"])
+        if min(cell["raw"]["points"], cell["refined"]["points"]) < 0:
+            below.append({"gnn": gnn, "method": "lingugkd", "raw": cell["raw"]["points"],
+                          "refined": cell["refined"]["points"]})
+    assert q["methods_below_vanilla"] == below
+    # the share's own students are the same runs (reused, not retrained): same accuracies
+    sh = q["llm_share_by_rate"]["6"]
+    for r in q["share_runs"]:
+        method = sh["method"] if r["share"] == "with" else "vanilla"
+        assert r["test"]["acc"] == next(x["test"]["acc"] for x in mruns if (x["gnn"], x["method"], x["seed"],
+                                                                            x["refined"]) ==
+                                        (sh["gnn"], method, r["seed"], r["refined"]))
+
+
+def _points(runs: list[dict], gnn: str, method: str, refined: bool, seeds: int) -> float:
+    """method minus vanilla on the same gnn, per seed, mean in points (as the suite rounds)."""
+    acc = {(r["method"], r["seed"]): r["test"]["acc"] for r in runs if r["gnn"] == gnn and r["refined"] == refined}
+    return round(_mean([100 * (acc[method, s] - acc["vanilla", s]) for s in range(seeds)]), 2)
 
 
 @reads_the_quick_run
@@ -182,6 +218,10 @@ def test_cost_stream_sampler_serve_numbers_are_consistent(quick):
     assert c["student_vs_teacher_nodes_per_s_ratio"] == round(c["student"]["nodes_per_s"] / c["teacher"]["nodes_per_s"], 1)
     assert c["student"]["full_graph"]["matches_batched"]  # k-hop batches give the layer-wise logits
     assert c["teacher"]["parameters"] > c["student"]["parameters"] > 0 and c["nodes"] == 16
+    # the teacher is read as its checkpoint was tuned: a sequence classifier by its head, a causal LM by names
+    archs = json.loads((Path(c["teacher"]["model"]) / "config.json").read_text()).get("architectures") or []
+    assert c["teacher"]["scoring"] == ("head" if any(a.endswith("ForSequenceClassification") for a in archs)
+                                       else "names")
 
     s = r["stream"]
     assert s["nodes"] == 8 and set(s["ray"]) == {"1", "2"} and s["loop"]["tokens"] > 0
