@@ -345,9 +345,13 @@ def llm_share(cfg: ExperimentConfig, p: dict, gnn: str, params: dict, pool: int)
     student without the teacher (vanilla, refined): same GNN and settings, label draw, seeds and refinement.
     -> (runs, {rate: {points, std, with/without accuracy, teacher accuracy, coverage, ...}})."""
     method = cfg.distill.method if cfg.distill.method != "vanilla" else "lingugkd"
+    cap = p.get("share_teacher_cap")
     runs, by_rate = [], {}
     for k in p["share_rates"]:
-        c, tm = share_teacher(cfg, k, pool)
+        # a capped teacher (rates above the cap) is the cap's: tuned on the first `cap` of this rate's labels per
+        # class (label_rate_split nests the rates), so it knows fewer labels than its students, never more
+        kt = min(k, cap) if cap else k
+        c, tm = share_teacher(cfg, kt, pool)
         rate = {"labels_per_class": k, "label_pool_per_class": pool, "label_seed": 0}
         diffs, raw_diffs = [], []
         for seed in range(p["seeds"]):
@@ -370,6 +374,7 @@ def llm_share(cfg: ExperimentConfig, p: dict, gnn: str, params: dict, pool: int)
         taught = tm.get("taught_nodes", tm.get("covered_nodes"))
         tuning = tm.get("tuning", {})
         by_rate[str(k)] = {
+            "teacher_labels_per_class": kt, "taught_labelled": _taught_labelled(c, k, pool),
             "points": round(pts, 2), "std": round(sd, 2), "raw_points": round(mean_std(raw_diffs)[0], 2),
             "with_refined": acc("with", True), "without_refined": acc("without", True),
             "with_raw": acc("with", False), "without_raw": acc("without", False),
@@ -387,6 +392,21 @@ def llm_share(cfg: ExperimentConfig, p: dict, gnn: str, params: dict, pool: int)
             "points_per_1000_taught": round(pts / (taught / 1000), 2) if taught else None,
             "seeds": p["seeds"], "method": method, "gnn": gnn}
     return runs, by_rate
+
+
+def _taught_labelled(c: ExperimentConfig, k: int, pool: int) -> int | None:
+    """How many of the teacher's taught nodes carry a training label at rate k (a capped teacher chose its
+    budget among its own rate's unlabelled nodes; some of them are labelled at a higher rate)."""
+    from gkd.data.store import TAG
+    from gkd.gnn.inputs import TRAIN, label_rate_split, split_codes
+    from gkd.llm.stage import TEACHER
+
+    path = c.stage_dir(TEACHER) / "taught.npy"
+    if not path.is_file():
+        return None
+    tag = TAG.load(c.graph_dir, features=False)
+    codes, _ = label_rate_split(split_codes(tag.split), tag.labels, k, pool, 0)
+    return int((np.load(path).astype(bool) & (codes == TRAIN)).sum())
 
 
 def share_acc_points(by_rate: dict, rate: int = 20) -> float | None:
@@ -452,14 +472,15 @@ def method_share(cfg: ExperimentConfig, p: dict, chosen: dict, pool: int) -> tup
 
 
 def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, argv: list[str] | None = None,
-        share_rates: list[int] | None = None) -> dict:
+        share_rates: list[int] | None = None, share_teacher_cap: int | None = None) -> dict:
     from gkd.data.store import read_meta
     from gkd.gnn.baselines import BASELINES
 
-    p = {**PROFILES[profile], **({"share_rates": share_rates} if share_rates is not None else {})}
+    p = {**PROFILES[profile], **({"share_rates": share_rates} if share_rates is not None else {}),
+         **({"share_teacher_cap": share_teacher_cap} if share_teacher_cap else {})}
     t0 = time.time()
     if p.get("share_only"):
-        return run_share(profile, out, workdir, overrides, argv, share_rates)
+        return run_share(profile, out, workdir, overrides, argv, share_rates, share_teacher_cap)
     cfg = world(profile, workdir, overrides)
     world_s = time.time() - t0
     meta = read_meta(cfg.graph_dir)
@@ -598,12 +619,14 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
 
 
 def run_share(profile: str, out: Path, workdir: Path, overrides: list | None = None,
-              argv: list[str] | None = None, share_rates: list[int] | None = None) -> dict:
+              argv: list[str] | None = None, share_rates: list[int] | None = None,
+              share_teacher_cap: int | None = None) -> dict:
     """The `share` and `methods` profiles: the LLM's share alone, on the graph and the student the full suite
     would pick (the chosen settings are read from <out> when a full/labels result is there, else the config's),
     per label rate and/or for every method on every GNN at methods_rate. Rates already in <out> and not rerun are
     kept."""
-    p = {**PROFILES[profile], **({"share_rates": share_rates} if share_rates is not None else {})}
+    p = {**PROFILES[profile], **({"share_rates": share_rates} if share_rates is not None else {}),
+         **({"share_teacher_cap": share_teacher_cap} if share_teacher_cap else {})}
     t0 = time.time()
     cfg = world_graph(profile, workdir, overrides)
     prev = json.loads(out.read_text()) if out.is_file() else {}
@@ -632,9 +655,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = suite_parser(__doc__, "quality", PROFILES, "bench/work/quality")
     parser.add_argument("--share-rates", default=None, type=lambda v: [int(x) for x in v.split(",") if x.strip()],
                         help="labels per class of the LLM-share runs, comma-separated (default: the profile's)")
+    parser.add_argument("--share-teacher-cap", default=None, type=int,
+                        help="tune the LLM-share teacher on at most this many labels per class: a rate above it "
+                             "reuses the cap's teacher (its labels are a subset of the rate's; default: tune per rate)")
     args = parser.parse_args(argv)
     setup_logging()
-    run(args.profile, Path(args.out), Path(args.workdir), parse_overrides(args.set), argv, args.share_rates)
+    run(args.profile, Path(args.out), Path(args.workdir), parse_overrides(args.set), argv, args.share_rates,
+        args.share_teacher_cap)
     return 0
 
 
@@ -849,15 +876,20 @@ def share_markdown(r: dict) -> list[str]:
            f"The full gkd student ({any_row['gnn']}/{any_row['method']}, refined) against the same student without the "
            "teacher (vanilla, refined): same GNN and settings, label draw, seeds and refinement. At each rate the "
            "teacher is tuned on that rate's labels only; it teaches on its chosen budget (taught nodes), never on "
-           "its own val (calibration) or test (accuracy) nodes. Mean ± std over "
+           "its own val (calibration) or test (accuracy) nodes; a rate above `--share-teacher-cap` reuses the "
+           "cap's teacher, tuned on a subset of that rate's labels. Mean ± std over "
            f"{any_row['seeds']} seed(s) of the per-seed difference.", ""]
     rows = []
     for k, sh in by.items():
         curve = ", ".join(f"{c['val_acc']:.3f} @ {c['minutes']:g} min" for c in sh.get("teacher_curve", [])
                           if c.get("val_acc") is not None)
-        rows.append([k, f"{sh['teacher_acc']:.3f} ({num(sh['teacher_test_nodes'])} test)",
+        kt = sh.get("teacher_labels_per_class", int(k))
+        taught = num(sh["taught_nodes"]) + (f" ({num(sh['taught_labelled'])} labelled at this rate)"
+                                            if sh.get("taught_labelled") else "")
+        rows.append([k if kt == int(k) else f"{k} (teacher tuned on {kt})",
+                     f"{sh['teacher_acc']:.3f} ({num(sh['teacher_test_nodes'])} test)",
                      f"{sh['teacher_val_acc']:.3f}" if sh.get("teacher_val_acc") is not None else "–",
-                     num(sh["taught_nodes"]), f"{sh['without_refined']:.3f}", f"{sh['with_refined']:.3f}",
+                     taught, f"{sh['without_refined']:.3f}", f"{sh['with_refined']:.3f}",
                      f"**{sh['points']:+.2f} ± {sh['std']:.2f}**", f"{sh['raw_points']:+.2f}",
                      f"{sh['points_per_1000_taught']:+.2f}" if sh.get("points_per_1000_taught") is not None else "–",
                      seconds(sh["teacher_tuning_wall_s"]) if sh.get("teacher_tuning_wall_s") else "–", curve or "–"])

@@ -627,6 +627,10 @@ def test_llm_share_table_and_its_loss_line(tmp_path):
     q["llm_share_by_rate"]["20"].update(points=2.4)
     text, _, _ = build(tmp_path / "paid", **{**{k: f() for k, f in ALL.items()}, "quality": q})
     assert not any("LLM's share" in line for line in losses(text))
+    # a rate above the teacher cap: its teacher was tuned on fewer labels, and some taught nodes are labelled there
+    q["llm_share_by_rate"]["50"] = {**share, "teacher_labels_per_class": 20, "taught_labelled": 41}
+    text, _, _ = build(tmp_path / "cap", **{**{k: f() for k, f in ALL.items()}, "quality": q})
+    assert "| 50 (teacher tuned on 20) | 0.610 (300 test) | 0.600 | 300 (41 labelled at this rate) | 0.700 |" in text
 
 
 def test_every_method_against_labels_alone_table_and_its_loss_line(tmp_path):

@@ -12,7 +12,7 @@ from gkd.cli import main as gkd_main
 from gkd.bench.quality import PROFILES
 from gkd.data.store import TAG
 from gkd.gnn.baselines import BASELINES
-from gkd.gnn.inputs import TEST, label_rate_split, split_codes
+from gkd.gnn.inputs import TEST, TRAIN, label_rate_split, split_codes
 
 # scale's quick profile has its own test (tests/bench/test_scale.py)
 SMOKE = [s for s in SUITES if s != "scale"]
@@ -167,6 +167,10 @@ def check_quality(q: dict, graph_dir) -> None:
         # (the quick config caps them at teacher.train_budget = 8)
         codes_k, _ = label_rate_split(split_codes(tag.split), tag.labels, int(k), max(p["rates"]), 0)
         assert sh["teacher_examples"] == min(8, int((codes_k == 0).sum()))
+        # no cap in the profile: the rate's own teacher; its taught nodes that carry a label at this rate, counted
+        taught = np.load(graph_dir.parent / "share" / f"k{k}" / "teacher" / "taught.npy").astype(bool)
+        assert sh["teacher_labels_per_class"] == int(k) and taught.sum() == sh["taught_nodes"]
+        assert sh["taught_labelled"] == int((taught & (codes_k == TRAIN)).sum())
     assert q["llm_share_acc_points"] == q["llm_share_by_rate"]["6"]["points"]
     # every distilled method against the same GNN on labels alone: at the graph's split (the students above) ...
     for gnn in p["gnns"]:
