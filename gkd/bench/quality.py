@@ -323,10 +323,9 @@ def _row(rows: list[dict], **match) -> dict | None:
     return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
 
 
-def share_teacher(cfg: ExperimentConfig, k: int, pool: int, rationale: bool = False) -> tuple[ExperimentConfig, dict]:
+def share_teacher(cfg: ExperimentConfig, k: int, pool: int) -> tuple[ExperimentConfig, dict]:
     """The teacher of label rate k: tuned on that rate's labels only (the students' draw, label_seed 0), its
-    outputs, calibration and budget under <workdir>/share/k<k>/ -> (the config its students use, its metrics).
-    rationale: also the rationale stage there (the pan and all methods read it)."""
+    outputs, calibration and budget under <workdir>/share/k<k>/ -> (the config its students use, its metrics)."""
     from gkd.llm.stage import RATIONALE, TEACHER
     from gkd.pipeline import run_stage
 
@@ -335,7 +334,7 @@ def share_teacher(cfg: ExperimentConfig, k: int, pool: int, rationale: bool = Fa
     c.stage_dirs = {**cfg.stage_dirs, TEACHER.name: root / "teacher", RATIONALE.name: root / "rationale"}
     c.teacher = c.teacher.model_copy(update={"labels_per_class": k, "label_pool_per_class": pool, "label_seed": 0,
                                              "zero_shot": False})
-    if rationale or cfg.distill.method in READS_RATIONALES:
+    if cfg.distill.method in READS_RATIONALES:
         run_stage(c, RATIONALE, track=False)
     return c, run_stage(c, TEACHER, track=False)["summary"]
 
@@ -446,41 +445,72 @@ def below_vanilla(table: dict) -> list[dict]:
 def method_share(cfg: ExperimentConfig, p: dict, chosen: dict, pool: int) -> tuple[list[dict], dict]:
     """Every distillation method in p["share_methods"] on every GNN in p["gnns"] against the same GNN without the
     teacher, at p["methods_rate"] labels per class with that rate's teacher (the one `llm_share` uses), raw and
-    refined, seeds as the profile -> (runs, the result's fields: llm_share_by_method, methods_below_vanilla, ...)."""
+    refined, seeds as the profile -> (runs, the result's fields: see `method_fields`). The methods without
+    rationales run first on every GNN, then the rationale stage and the methods that read it."""
+    from gkd.llm.stage import RATIONALE
+    from gkd.pipeline import run_stage
+
     k = p["methods_rate"]
-    c, tm = share_teacher(cfg, k, pool, rationale=bool(set(p["share_methods"]) & set(READS_RATIONALES)))
+    c, tm = share_teacher(cfg, k, pool)
     rate = {"labels_per_class": k, "label_pool_per_class": pool, "label_seed": 0}
+    later = tuple(m for m in p["share_methods"] if m in READS_RATIONALES)
     runs = []
-    for gnn in p["gnns"]:
-        params = _params(chosen, gnn, p)
-        for seed in range(p["seeds"]):
-            for m_name in ("vanilla", *p["share_methods"]):
-                m, _ = student(c, gnn, m_name, seed, tag="-share", **params, **rate)
-                r = refined(c, gnn, m_name, seed, tag="-share", **params, **rate)
-                extra = {"labels_per_class": k, "share": "with" if m_name != "vanilla" else "without",
-                         "test_nodes": m["inputs"]["label_rate"]["test_nodes"]}
-                runs += [_record(m, **extra), _refined_record(m, r, **extra)]
-                log.info("methods at %d labels/class: %s/%s seed %d: test acc %.4f raw, %.4f refined", k, gnn,
-                         m_name, seed, m["test"]["acc"], r["refined"]["test"]["acc"])
+    for methods in (("vanilla", *(m for m in p["share_methods"] if m not in later)), later):
+        if not methods:
+            continue
+        if methods == later:
+            run_stage(c, RATIONALE, track=False)
+        for gnn in p["gnns"]:
+            params = _params(chosen, gnn, p)
+            for seed in range(p["seeds"]):
+                for m_name in methods:
+                    m, _ = student(c, gnn, m_name, seed, tag="-share", **params, **rate)
+                    r = refined(c, gnn, m_name, seed, tag="-share", **params, **rate)
+                    extra = {"labels_per_class": k, "share": "with" if m_name != "vanilla" else "without",
+                             "test_nodes": m["inputs"]["label_rate"]["test_nodes"]}
+                    runs += [_record(m, **extra), _refined_record(m, r, **extra)]
+                    log.info("methods at %d labels/class: %s/%s seed %d: test acc %.4f raw, %.4f refined", k, gnn,
+                             m_name, seed, m["test"]["acc"], r["refined"]["test"]["acc"])
+    at = {"labels_per_class": k, "test_nodes": runs[0]["test_nodes"], "teacher_acc": tm["tuned"]["acc"],
+          "teacher_test_nodes": tm["test_nodes"], "taught_nodes": tm.get("taught_nodes", tm.get("covered_nodes")),
+          "seeds": p["seeds"]}
+    return runs, method_fields(runs, at)
+
+
+def method_fields(runs: list[dict], at: dict) -> dict:
+    """The result's fields of method-share runs: llm_share_by_method (methods_vs_vanilla of the runs),
+    methods_below_vanilla, methods_share_at (the rate, test nodes, teacher; the GNNs and methods in the runs)
+    and method_share_rows (mean ± std per GNN, method, raw|refined)."""
     table = methods_vs_vanilla(runs)
-    return runs, {"llm_share_by_method": table, "methods_below_vanilla": below_vanilla(table),
-                  "methods_share_at": {"labels_per_class": k, "test_nodes": runs[0]["test_nodes"],
-                                       "teacher_acc": tm["tuned"]["acc"], "teacher_test_nodes": tm["test_nodes"],
-                                       "taught_nodes": tm.get("taught_nodes", tm.get("covered_nodes")),
-                                       "seeds": p["seeds"], "methods": p["share_methods"], "gnns": p["gnns"]},
-                  "method_share_rows": summarize(runs, ("gnn", "method", "refined"))}
+    at = {**at, "gnns": list(table), "methods": list(dict.fromkeys(m for cells in table.values() for m in cells))}
+    return {"llm_share_by_method": table, "methods_below_vanilla": below_vanilla(table), "methods_share_at": at,
+            "method_share_rows": summarize(runs, ("gnn", "method", "refined"))}
+
+
+def merge_method_runs(prev: dict, runs: list[dict], fields: dict) -> tuple[list[dict], dict]:
+    """New method-share runs merged into an earlier result's at the same rate: the (GNN, method) pairs measured
+    before and not rerun now are kept (vanilla is rerun, from its finished students, with every method);
+    -> (runs, fields). Another rate replaces the earlier result."""
+    at = {k: v for k, v in fields["methods_share_at"].items() if k not in ("gnns", "methods")}
+    if (prev.get("methods_share_at") or {}).get("labels_per_class") != at["labels_per_class"]:
+        return runs, fields
+    redone = {(r["gnn"], r["method"]) for r in runs}
+    runs = [r for r in prev.get("method_share_runs", []) if (r["gnn"], r["method"]) not in redone] + runs
+    return runs, method_fields(runs, at)
 
 
 def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, argv: list[str] | None = None,
-        share_rates: list[int] | None = None, share_teacher_cap: int | None = None) -> dict:
+        share_rates: list[int] | None = None, share_teacher_cap: int | None = None,
+        share_methods: list[str] | None = None) -> dict:
     from gkd.data.store import read_meta
     from gkd.gnn.baselines import BASELINES
 
     p = {**PROFILES[profile], **({"share_rates": share_rates} if share_rates is not None else {}),
-         **({"share_teacher_cap": share_teacher_cap} if share_teacher_cap else {})}
+         **({"share_teacher_cap": share_teacher_cap} if share_teacher_cap else {}),
+         **({"share_methods": share_methods} if share_methods else {})}
     t0 = time.time()
     if p.get("share_only"):
-        return run_share(profile, out, workdir, overrides, argv, share_rates, share_teacher_cap)
+        return run_share(profile, out, workdir, overrides, argv, share_rates, share_teacher_cap, share_methods)
     cfg = world(profile, workdir, overrides)
     world_s = time.time() - t0
     meta = read_meta(cfg.graph_dir)
@@ -620,13 +650,14 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
 
 def run_share(profile: str, out: Path, workdir: Path, overrides: list | None = None,
               argv: list[str] | None = None, share_rates: list[int] | None = None,
-              share_teacher_cap: int | None = None) -> dict:
+              share_teacher_cap: int | None = None, share_methods: list[str] | None = None) -> dict:
     """The `share` and `methods` profiles: the LLM's share alone, on the graph and the student the full suite
     would pick (the chosen settings are read from <out> when a full/labels result is there, else the config's),
     per label rate and/or for every method on every GNN at methods_rate. Rates already in <out> and not rerun are
     kept."""
     p = {**PROFILES[profile], **({"share_rates": share_rates} if share_rates is not None else {}),
-         **({"share_teacher_cap": share_teacher_cap} if share_teacher_cap else {})}
+         **({"share_teacher_cap": share_teacher_cap} if share_teacher_cap else {}),
+         **({"share_methods": share_methods} if share_methods else {})}
     t0 = time.time()
     cfg = world_graph(profile, workdir, overrides)
     prev = json.loads(out.read_text()) if out.is_file() else {}
@@ -643,6 +674,7 @@ def run_share(profile: str, out: Path, workdir: Path, overrides: list | None = N
     if p.get("methods_rate"):
         write_result(out, result, "gkd.bench.quality", argv)
         method_runs, fields = method_share(cfg, p, (prev.get("tuning") or {}).get("chosen", {}), max(p["rates"]))
+        method_runs, fields = merge_method_runs(prev, method_runs, fields)
         result.update(method_share_runs=method_runs, **fields, methods_wall_s=round(time.time() - t0, 1))
     return write_result(out, result, "gkd.bench.quality", argv)
 
@@ -655,13 +687,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = suite_parser(__doc__, "quality", PROFILES, "bench/work/quality")
     parser.add_argument("--share-rates", default=None, type=lambda v: [int(x) for x in v.split(",") if x.strip()],
                         help="labels per class of the LLM-share runs, comma-separated (default: the profile's)")
+    parser.add_argument("--share-methods", default=None, type=lambda v: [x.strip() for x in v.split(",") if x.strip()],
+                        help="the distillation methods measured against labels alone at methods_rate, comma-separated "
+                             "(default: the profile's)")
     parser.add_argument("--share-teacher-cap", default=None, type=int,
                         help="tune the LLM-share teacher on at most this many labels per class: a rate above it "
                              "reuses the cap's teacher (its labels are a subset of the rate's; default: tune per rate)")
     args = parser.parse_args(argv)
     setup_logging()
+    unknown = sorted(set(args.share_methods or []) - set(METHODS) | ({"vanilla"} & set(args.share_methods or [])))
+    if unknown:
+        parser.error(f"--share-methods: {', '.join(unknown)} not among the distillation methods {METHODS[1:]}")
     run(args.profile, Path(args.out), Path(args.workdir), parse_overrides(args.set), argv, args.share_rates,
-        args.share_teacher_cap)
+        args.share_teacher_cap, args.share_methods)
     return 0
 
 

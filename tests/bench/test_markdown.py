@@ -685,3 +685,28 @@ def test_stream_teacher_outputs_show_every_readout_and_what_the_ratio_compares(t
     s["teacher_outputs"]["head_one_pass"].update(acc=None, untrained_head=True)
     text, _, _ = build(tmp_path / "u", **{**{k: f() for k, f in ALL.items()}, "stream": s})
     assert "| head, one pass | 1.15 | 41.6 s | – (untrained head, timed only) |" in text
+
+
+def test_method_share_runs_of_two_invocations_merge_at_the_same_rate():
+    from gkd.bench.quality import merge_method_runs, method_fields
+
+    def run(gnn, method, seed, refined, acc):
+        return {"gnn": gnn, "method": method, "seed": seed, "refined": refined, "test": {"acc": acc, "macro_f1": acc},
+                "val": {"acc": acc}, "train_wall_s": 1.0}
+
+    at = {"labels_per_class": 20, "test_nodes": 100, "teacher_acc": 0.7, "teacher_test_nodes": 30,
+          "taught_nodes": 10, "seeds": 1}
+    first = [run("gcn", m, 0, ref, acc) for m, acc in (("vanilla", 0.6), ("kd", 0.62)) for ref in (False, True)]
+    prev = {"method_share_runs": first, **method_fields(first, at)}
+    # the second invocation measures pan (and vanilla again, the same finished students): kd is kept
+    second = [run("gcn", m, 0, ref, acc) for m, acc in (("vanilla", 0.6), ("pan", 0.59)) for ref in (False, True)]
+    runs, fields = merge_method_runs(prev, second, method_fields(second, at))
+    assert sorted({(r["gnn"], r["method"]) for r in runs}) == [("gcn", "kd"), ("gcn", "pan"), ("gcn", "vanilla")]
+    assert len(runs) == 6  # vanilla once: the second invocation's
+    assert {m: cell["raw"]["points"] for m, cell in fields["llm_share_by_method"]["gcn"].items()} == \
+        {"kd": 2.0, "pan": -1.0}
+    assert fields["methods_share_at"]["methods"] == ["kd", "pan"]
+    assert fields["methods_below_vanilla"] == [{"gnn": "gcn", "method": "pan", "raw": -1.0, "refined": -1.0}]
+    # another rate replaces the earlier result
+    other = method_fields(second, {**at, "labels_per_class": 5})
+    assert merge_method_runs(prev, second, other) == (second, other)
