@@ -971,6 +971,11 @@ def markdown_losses(r: dict) -> list[str]:
                        f"(goal: at least +2): the teacher ({sh['teacher_acc']:.3f} on its test nodes) "
                        f"{'adds too little' if sh['points'] >= 0 else 'costs accuracy'} over the refined "
                        f"labels-only student ({sh['without_refined']:.3f}).")
+        elif sh.get("raw_points", 0) < 0 or sh["std"] >= abs(sh["points"]):
+            out.append(f"The LLM's share at {k} labels per class is {sh['points']:+.2f} ± {sh['std']:.2f} points refined, "
+                       f"which its spread over seeds does not support, and {sh.get('raw_points', 0):+.2f} raw: the "
+                       f"teacher ({sh['teacher_acc']:.3f} on its test nodes) does not reliably help the labels-only "
+                       f"student ({sh['without_refined']:.3f} refined).")
     below = r.get("methods_below_vanilla") or []
     if below:
         at = r["methods_share_at"]

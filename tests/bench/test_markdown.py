@@ -627,6 +627,13 @@ def test_llm_share_table_and_its_loss_line(tmp_path):
     q["llm_share_by_rate"]["20"].update(points=2.4)
     text, _, _ = build(tmp_path / "paid", **{**{k: f() for k, f in ALL.items()}, "quality": q})
     assert not any("LLM's share" in line for line in losses(text))
+    # above +2 only in the refined mean, with a spread larger than it and a loss raw: still a loss
+    q["llm_share_by_rate"]["20"].update(points=4.06, std=22.34, raw_points=-1.22)
+    text, _, _ = build(tmp_path / "noise", **{**{k: f() for k, f in ALL.items()}, "quality": q})
+    assert ("**quality**: The LLM's share at 20 labels per class is +4.06 ± 22.34 points refined, which its spread "
+            "over seeds does not support, and -1.22 raw: the teacher (0.610 on its test nodes) does not reliably help "
+            "the labels-only student (0.700 refined).") in losses(text)
+    q["llm_share_by_rate"]["20"].update(points=2.4, std=0.3, raw_points=1.1)
     # a rate above the teacher cap: its teacher was tuned on fewer labels, and some taught nodes are labelled there
     q["llm_share_by_rate"]["50"] = {**share, "teacher_labels_per_class": 20, "taught_labelled": 41}
     text, _, _ = build(tmp_path / "cap", **{**{k: f() for k, f in ALL.items()}, "quality": q})
