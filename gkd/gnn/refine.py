@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 _EPS = 1e-12
 TEMPERATURES = np.geomspace(0.05, 20.0, 61)
+_SIMPLEX_ROW_WEIGHT = 10.0  # BBSE's sum-to-one row, against per-class residuals of order 1 / num_classes
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -68,16 +69,34 @@ def prior_em(probs: np.ndarray, source: np.ndarray, iterations: int = 200, tol: 
 
 
 def prior_bbse(probs_val: np.ndarray, y_val: np.ndarray, probs_target: np.ndarray, num_classes: int) -> np.ndarray:
-    """BBSE with soft predictions: solve C q = mu, C[i, j] = E[p_i | y = j] on val, mu = mean p on the
-    target rows; q clipped at 0 and renormalised. Classes missing from val keep their val share (0)."""
+    """BBSE with soft predictions: C q = mu, C[i, j] = E[p_i | y = j] on val, mu = mean p on the target rows,
+    solved for q on the probability simplex (non-negative least squares plus a sum-to-one row).
+
+    Why not lstsq then clip: with few val labels per class C can be near singular. The unconstrained solution
+    then swings to large negative and positive entries, and clipping it leaves a q that no longer solves the
+    system: measured on Debian at 5 labels per class, two of six students had cond(C) 2,300-19,000, clipped
+    negative mass 3-17, a relative residual ||C q - mu|| / ||mu|| of 0.6-0.7 (0.02-0.08 elsewhere) and a
+    prior with 46% on one of 53 classes, so the prior correction collapsed the refined student. The
+    constrained solution keeps the residual at the best any prior reaches (Lipton et al. 2018 state BBSE as
+    this projection; RLLS, arXiv 1903.09734, regularises the same system). Classes missing from val keep 0."""
+    from scipy.optimize import nnls
+
     conf = np.zeros((num_classes, num_classes))
+    seen = np.zeros(num_classes, dtype=bool)
     for j in range(num_classes):
         rows = probs_val[y_val == j]
         if len(rows):
-            conf[:, j] = rows.mean(0)
+            conf[:, j], seen[j] = rows.mean(0), True
+    if not seen.any():
+        return np.full(num_classes, 1.0 / num_classes)
     mu = probs_target.mean(0)
-    q, *_ = np.linalg.lstsq(conf, mu, rcond=None)
-    q = np.clip(q, 0.0, None)
+    # every column of C and mu sum to 1, so an exact solution sums to 1 already; the weighted row only holds
+    # the total when the system has no exact solution on the simplex
+    a = np.vstack([conf[:, seen], _SIMPLEX_ROW_WEIGHT * np.ones((1, int(seen.sum())))])
+    b = np.concatenate([mu, [_SIMPLEX_ROW_WEIGHT]])
+    sol, _ = nnls(a, b, maxiter=50 * num_classes)
+    q = np.zeros(num_classes)
+    q[seen] = sol
     return q / q.sum() if q.sum() > 0 else np.full(num_classes, 1.0 / num_classes)
 
 

@@ -96,6 +96,8 @@ def _refine_artifacts(cfg, summary: dict, tmp: Path) -> list:
 
 REFINE = Stage(
     name="refine", dir="refined", sections=("refine",), inputs=("ingest", "distill"), run=_run_refine,
+    # BBSE solved on the simplex (not lstsq then clip): refinements made before it are not reused
+    extra={"bbse": "simplex"},
     artifacts=_refine_artifacts, report=lambda cfg, m: f"{format_refined(m)}\n  checkpoint       "
                                                      f"{served_checkpoint(cfg)}",
     line=lambda s: (f"refined test acc {((s.get('refined') or {}).get('test') or {}).get('acc')}"

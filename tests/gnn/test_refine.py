@@ -66,6 +66,32 @@ def test_em_and_bbse_estimate_a_shifted_class_prior_without_target_labels():
     np.testing.assert_allclose(R.prior_em(p_same, source), source, atol=0.03)
 
 
+def test_bbse_stays_on_the_simplex_when_val_cannot_tell_two_classes_apart():
+    """Few val labels and two classes the model confuses: C is near singular. Clipping lstsq's answer left
+    a prior far from the truth on the classes it could tell apart; the simplex solution keeps those and the
+    confused pair's total."""
+    rng = np.random.default_rng(3)
+    c = 4
+    base = np.array([[0.45, 0.45, 0.05, 0.05], [0.45, 0.45, 0.05, 0.05],
+                     [0.05, 0.05, 0.85, 0.05], [0.05, 0.05, 0.05, 0.85]])
+
+    def draw(prior, n, noise):
+        y = rng.choice(c, size=n, p=prior)
+        p = np.clip(base[y] + rng.normal(scale=noise, size=(n, c)), 1e-3, None)
+        return p / p.sum(1, keepdims=True), y
+
+    p_val, y_val = draw(np.full(c, 0.25), 20, 0.02)
+    target_prior = np.array([0.3, 0.3, 0.3, 0.1])
+    p_target, _ = draw(target_prior, 20000, 0.02)
+    q = R.prior_bbse(p_val, y_val, p_target, c)
+    assert q.min() >= 0 and q.sum() == pytest.approx(1.0)
+    assert q[2] == pytest.approx(0.3, abs=0.03) and q[3] == pytest.approx(0.1, abs=0.03)
+    assert q[0] + q[1] == pytest.approx(0.6, abs=0.03)
+    # a class with no val rows keeps 0
+    q = R.prior_bbse(p_val[y_val != 3], y_val[y_val != 3], p_target, c)
+    assert q[3] == 0.0 and q.sum() == pytest.approx(1.0)
+
+
 def test_reweighted_accuracy_weights_rows_to_the_prior():
     y = np.array([0, 0, 1, 1])
     pred = np.array([0, 0, 0, 0])  # right on class 0 only
