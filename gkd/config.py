@@ -419,6 +419,9 @@ class RayConfig(Strict):
     address: str | None = None
     num_cpus: int | None = Field(None, ge=1)  # local cluster only
     object_store_memory_gib: float | None = Field(None, gt=0)  # local cluster only
+    # a local cluster of its own listens on loopback only (GCS, raylet, workers, agents); false: on the
+    # machine's address, so that other machines can join it (`ray start --address`)
+    local_loopback: bool = True
 
 
 # ----------------------------------------------------------------------------- serving
@@ -458,6 +461,9 @@ class ServeConfig(Strict):
     # haproxy: Ray's HAProxy ingress + RAY_SERVE_THROUGHPUT_OPTIMIZED (direct ingress to the replica);
     # proxy: Ray's classic Python proxy actor. Applied when this process starts the Serve controller.
     ingress: Literal["haproxy", "proxy"] = "haproxy"
+    # HAProxy's stats page and Prometheus metrics (ports of their own): Ray's template binds them to every
+    # interface; a local `gkd serve` binds them here instead (set 0.0.0.0 for a scraper on another machine)
+    side_host: str = Field("127.0.0.1", min_length=1)
     env: dict[str, str] = {}  # extra RAY_SERVE_* variables for the Serve controller, proxies and replicas
     num_replicas: int = Field(1, ge=1)
     num_cpus_per_replica: float = Field(1.0, ge=0)

@@ -71,6 +71,18 @@ def resolve_device(device: str, key: str) -> str:
     return device
 
 
+def loopback_only(ray) -> None:
+    """Make the local cluster this process is about to start listen on 127.0.0.1 only.
+
+    On Linux, Ray binds its GCS, raylet, worker and agent ports to every interface (measured with psutil on
+    2.60: '::' and 0.0.0.0) and offers no bind-address setting; its single-machine mode (the one it uses on
+    macOS and Windows, switched by RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) takes the loopback address as the node
+    address instead. The variable reaches the processes Ray spawns through the environment; this process
+    imported ray already, so the constant it read at import is set too."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def init_ray(cfg: RayConfig):
     """Join cfg.address or $RAY_ADDRESS (as under `ray job submit`), else start a local cluster."""
     import ray
@@ -84,6 +96,8 @@ def init_ray(cfg: RayConfig):
     else:
         # address="local": a cluster of our own, never whichever `ray start` cluster happens to run on
         # this machine (set ray.address: auto to join that one)
+        if cfg.local_loopback:
+            loopback_only(ray)
         kwargs = {"address": "local", "include_dashboard": False}
         if cfg.num_cpus:
             kwargs["num_cpus"] = cfg.num_cpus

@@ -42,6 +42,9 @@ def ray_local():
 
     if not ray.is_initialized():
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+        from gkd.runtime import loopback_only
+
+        loopback_only(ray)  # as gkd's own local clusters (ray.local_loopback)
         # address="local": always a fresh cluster for the tests, never one a `ray start` left running
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray

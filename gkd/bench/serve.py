@@ -316,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     data = read_config_dict(args.config)
     work, ckpt, teacher = find_inputs(args)  # may build the world on a Ray of its own, shut down after
     # a Ray of our own (address="local"), never a cluster someone else left running on this machine
+    from gkd.runtime import loopback_only
+
+    if (data.get("ray") or {}).get("local_loopback", True):
+        loopback_only(ray)
     ray.init(address="local", num_cpus=(data.get("ray") or {}).get("num_cpus") or os.cpu_count(),
              include_dashboard=False, log_to_driver=False)
     data.update(workdir=str(work.resolve()))

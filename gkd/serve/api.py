@@ -62,6 +62,21 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+class ErrorBody(BaseModel):
+    detail: str = Field(description="what was wrong with the request, naming the field")
+
+
+# every status the routes answer besides 200 and FastAPI's own 422, with its body: in the OpenAPI schema, so that
+# generated clients and schema-driven fuzzers know them
+_AUTH = {401: {"model": ErrorBody, "description": "missing or wrong bearer token (when serve.token_env is set)"}}
+_PREDICT_ERRORS = {
+    400: {"model": ErrorBody, "description": "an empty request, an empty text, or text that is not valid Unicode"},
+    **_AUTH,
+    404: {"model": ErrorBody, "description": "node ids outside 0..N-1, or unknown keys"},
+    413: {"model": ErrorBody, "description": "more nodes, characters or neighbours than the serve limits allow"},
+}
+
+
 def token_digest(scfg: ServeConfig) -> str | None:
     """sha256 of the bearer token in $<serve.token_env>, None when unset or empty (no auth)."""
     token = os.environ.get(scfg.token_env) if scfg.token_env else None
@@ -113,7 +128,8 @@ def build_api(service: StudentService, student: StudentFn, teacher: TeacherFn | 
 
     limit = {"max_body_size": body_limit(service.scfg)} if _HAS_BODY_LIMIT else {}
 
-    @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(authorized)], **limit)
+    @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(authorized)],
+              responses=_PREDICT_ERRORS, **limit)
     async def predict(req: PredictRequest):
         q = service.parse(req.node_ids, req.keys, [n.model_dump() for n in req.nodes], req.top_k)
         probs = await student(q)
@@ -128,7 +144,7 @@ def build_api(service: StudentService, student: StudentFn, teacher: TeacherFn | 
                     by[r] = TEACHER
         return _json(service.answer(q, probs, by))
 
-    @app.get("/v1/model", dependencies=[Depends(authorized)])
+    @app.get("/v1/model", dependencies=[Depends(authorized)], responses=_AUTH)
     async def model():
         info = service.describe()
         info["cascade"] = ({"enabled": True, "threshold": cascade.threshold} if teacher is not None

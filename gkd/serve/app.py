@@ -51,6 +51,7 @@ class StudentServer:
     """Ingress replica: the student's cache + inductive path behind the FastAPI routes of gkd.serve.api."""
 
     def __init__(self, cfg: dict, tracking_uri: str | None, token_sha256: str | None, teacher=None):
+        replica_setup()
         cfg = ExperimentConfig.model_validate(cfg)
         s = cfg.serve
         self.service = StudentService.from_config(cfg, tracking_uri)
@@ -83,6 +84,7 @@ class TeacherServer:
     """The teacher LLM: one node per call, batched into one forward of up to cascade.max_batch_size nodes."""
 
     def __init__(self, cfg: dict):
+        replica_setup()
         cfg = ExperimentConfig.model_validate(cfg)
         self.service = TeacherService(cfg)
         self.score.set_max_batch_size(cfg.serve.cascade.max_batch_size)
@@ -104,6 +106,27 @@ def resolved(cfg: ExperimentConfig) -> ExperimentConfig:
             "checkpoint": s.checkpoint.resolve() if s.checkpoint else None,
             "cascade": s.cascade.model_copy(update={"model": absolute(s.cascade.model)})}),
     })
+
+
+def replica_setup() -> None:
+    """Called first in each gkd replica's __init__. On a loopback-only local cluster (ray.local_loopback), bind
+    Ray Serve's inter-deployment gRPC server to 127.0.0.1 as well: Ray 2.60 hard-codes '[::]:0' for it
+    (serve/_private/replica.py) and starts it after the deployment's __init__ returns, with no setting for its
+    address. Elsewhere (a real cluster) this does nothing."""
+    if os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
+        return
+    import ray.serve._private.replica as replica
+
+    original = getattr(replica, "add_port_to_grpc_server", None)
+    if original is None or getattr(original, "_gkd_loopback", False):
+        return
+
+    def loopback(server, address: str):
+        host, _, port = address.rpartition(":")
+        return original(server, f"127.0.0.1:{port}" if host in ("[::]", "0.0.0.0", "") else address)
+
+    loopback._gkd_loopback = True
+    replica.add_port_to_grpc_server = loopback
 
 
 def build_app(cfg: ExperimentConfig, tracking_uri: str | None = None):
@@ -171,7 +194,38 @@ def local_env(s: ServeConfig) -> dict[str, str]:
            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
            "RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": "1"}
+    if "RAY_SERVE_HAPROXY_BINARY_PATH" not in env:
+        own["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(haproxy_wrapper(run, s.side_host))
     return {**own, **env}
+
+
+def haproxy_wrapper(run: Path, side_host: str) -> Path:
+    """<run>/haproxy: runs Ray's HAProxy binary on its config with the side listeners bound to `side_host`.
+
+    Ray 2.60's config template binds the stats page (`bind *:<port>`) and the Prometheus frontend
+    (`bind :<port>`) to every interface, with no setting for their address; Ray writes the config and then
+    starts `<binary> -db -f <config> [-sf <pids>]`, so the wrapper rewrites those two bind lines, nothing else,
+    just before it execs the real binary. The API's own frontend keeps serve.host."""
+    from ray.serve._private.haproxy import get_haproxy_binary
+
+    real = get_haproxy_binary()
+    host = f"[{side_host}]" if ":" in side_host else side_host
+    path = run / "haproxy"
+    path.write_text(
+        "#!/bin/sh\n"
+        "# written by gkd (gkd.serve.app.haproxy_wrapper): HAProxy's stats and metrics listeners on "
+        f"{side_host} only\n"
+        'prev=""\n'
+        'for arg in "$@"; do\n'
+        '  if [ "$prev" = "-f" ] && [ -f "$arg" ]; then\n'
+        f"    sed -i -e 's/^\\([[:space:]]*bind[[:space:]]\\{{1,\\}}\\)\\*\\{{0,1\\}}:\\([0-9]\\)/\\1{host}:\\2/' \"$arg\" "
+        "|| exit 1\n"
+        "  fi\n"
+        '  prev="$arg"\n'
+        "done\n"
+        f'exec "{real}" "$@"\n')
+    path.chmod(0o700)
+    return path
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -185,6 +239,30 @@ def check_port_free(host: str, port: int) -> None:
                            "or stop what listens there") from None
 
 
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:  # a host name: whatever it resolves to, it is not known to stay on this machine
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1, as dual-stack sockets report loopback
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def exposure_warning(s: ServeConfig) -> str | None:
+    """The warning for an API bound beyond this machine with no bearer token (None when there is nothing to warn
+    about): what is exposed, and the two ways to close it."""
+    if is_loopback(s.host) or token_digest(s):
+        return None
+    return (f"serve.host is {s.host}, a non-loopback address, and no bearer token is set "
+            f"(${s.token_env or '<serve.token_env unset>'} is empty): anyone who can reach this machine on port "
+            f"{s.port} can call /v1/predict and read /v1/model (model name, version, metrics, graph size). Set "
+            f"{s.token_env or 'serve.token_env'} to a secret, or bind serve.host to 127.0.0.1 (docs/SECURITY.md).")
+
+
 def base_url(s: ServeConfig) -> str:
     host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host
     return f"http://{host}:{s.port}{s.route_prefix.rstrip('/')}"
@@ -195,6 +273,8 @@ def run_local(cfg: ExperimentConfig, blocking: bool = False) -> str:
     from gkd.runtime import init_ray
 
     s = cfg.serve
+    if warning := exposure_warning(s):
+        log.warning(warning)
     if not (cfg.ray.address or os.environ.get("RAY_ADDRESS")):
         check_port_free(s.host, s.port)
     init_ray(cfg.ray)
@@ -240,5 +320,7 @@ def run_bare(cfg: ExperimentConfig) -> None:
     """uvicorn on serve.host:serve.port with bare_app(cfg) (blocks)."""
     import uvicorn
 
+    if warning := exposure_warning(cfg.serve):
+        log.warning(warning)
     uvicorn.run(bare_app(cfg), host=cfg.serve.host, port=cfg.serve.port, log_level="warning",
                 access_log=cfg.serve.access_log)

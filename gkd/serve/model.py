@@ -75,6 +75,16 @@ def _listing(values, limit: int = 10) -> str:
     return ", ".join(repr(v) for v in values[:limit]) + more
 
 
+def _check_text(text: str, where: str) -> None:
+    """Valid JSON may still carry text that is not Unicode (a lone UTF-16 surrogate such as "\\ud8b1"): a 400
+    naming the field, not a tokenizer crash."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RequestError(400, f"{where} is not valid Unicode: a lone surrogate {text[err.start]!r} at character "
+                                f"{err.start} (\\ud800-\\udfff escapes must come in pairs)") from None
+
+
 class StudentService:
     """The student over one graph: cached answers for its N nodes, inductive answers for new ones."""
 
@@ -136,13 +146,13 @@ class StudentService:
         if total > s.max_nodes_per_request:
             raise RequestError(413, f"{total} nodes in one request; this server takes at most "
                                     f"{s.max_nodes_per_request} (serve.max_nodes_per_request): split the request")
-        ids = np.asarray(node_ids, dtype=np.int64).reshape(-1)
-        self._check_ids(ids, "node_ids")
+        ids = self._node_ids(node_ids, "node_ids")
         ids = np.concatenate([ids, self._key_ids(keys, "keys")])
         texts, neighbors = [], []
         for j, node in enumerate(nodes):
             text, nb, nb_keys = node["text"], node.get("neighbors") or [], node.get("neighbor_keys") or []
             where = f"nodes[{j}]"
+            _check_text(text, f"{where}.text")
             if not text.strip():
                 raise RequestError(400, f"{where}.text is empty: a new node needs its text")
             if len(text) > s.max_text_chars:
@@ -151,18 +161,21 @@ class StudentService:
             if len(nb) + len(nb_keys) > s.max_neighbors_per_node:
                 raise RequestError(413, f"{where} lists {len(nb) + len(nb_keys)} neighbours; this server takes at "
                                         f"most {s.max_neighbors_per_node} (serve.max_neighbors_per_node)")
-            nb = np.asarray(nb, dtype=np.int64).reshape(-1)
-            self._check_ids(nb, f"{where}.neighbors")
+            nb = self._node_ids(nb, f"{where}.neighbors")
             texts.append(text[: self.max_chars])  # as ingest cut the graph's texts before encoding
             neighbors.append(np.concatenate([nb, self._key_ids(nb_keys, f"{where}.neighbor_keys")]))
         k = self.scfg.top_k if top_k is None else top_k
         return Query(ids, texts, neighbors, max(1, min(int(k), len(self.class_names))))
 
-    def _check_ids(self, ids: np.ndarray, where: str) -> None:
-        bad = ids[(ids < 0) | (ids >= self.num_nodes)]
-        if len(bad):
-            raise RequestError(404, f"{where}: unknown node ids {_listing(bad.tolist())}; this graph has ids "
+    def _node_ids(self, values, where: str) -> np.ndarray:
+        """Ids from a request -> int64 array; any outside 0..N-1 is a 404 naming the field. Checked as Python
+        ints before the cast: JSON allows integers int64 cannot hold (numpy would raise OverflowError)."""
+        values = [int(v) for v in values]
+        bad = [v for v in values if not 0 <= v < self.num_nodes]
+        if bad:
+            raise RequestError(404, f"{where}: unknown node ids {_listing(bad)}; this graph has ids "
                                     f"0..{self.num_nodes - 1}")
+        return np.asarray(values, dtype=np.int64).reshape(-1)
 
     def _key_ids(self, keys, where: str) -> np.ndarray:
         if not len(keys):

@@ -79,6 +79,12 @@ def test_health_model_info_and_openapi(live):
     status, spec, _ = call(f"{url}/openapi.json", token=None)
     assert status == 200 and {"/v1/predict", "/v1/model", "/healthz"} <= set(spec["paths"])
     assert "PredictRequest" in spec["components"]["schemas"]
+    # every status the API answers is documented, with its body
+    predict = spec["paths"]["/v1/predict"]["post"]["responses"]
+    assert set(predict) == {"200", "400", "401", "404", "413", "422"}
+    for code in ("400", "401", "404", "413"):
+        assert predict[code]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert set(spec["paths"]["/v1/model"]["get"]["responses"]) == {"200", "401"}
 
 
 def test_known_nodes_answer_as_the_full_graph_student_or_as_the_teacher_below_the_threshold(live, serve_world):
@@ -162,6 +168,12 @@ def _top(probs: np.ndarray, names: list[str]) -> dict:
     ({"nodes": [{"text": "y" * 501}]}, 413, "at most 500 (serve.max_text_chars)"),
     ({"node_ids": [1], "top_k": 0}, 422, "greater than or equal to 1"),
     (b"{not json", 422, "JSON decode error"),
+    # valid JSON that once crashed the server (schemathesis): ids int64 cannot hold, a lone UTF-16 surrogate
+    ({"node_ids": [9228904684104620032]}, 404, "node_ids: unknown node ids 9228904684104620032"),
+    ({"node_ids": [-265617644762486036600436293632]}, 404, "node_ids: unknown node ids -2656176447624860366"),
+    ({"nodes": [{"text": "x", "neighbors": [9228904684104620032]}]}, 404, "nodes[0].neighbors: unknown node ids"),
+    (b'{"nodes": [{"text": "\\ud8b1 abc"}]}', 400, "nodes[0].text is not valid Unicode"),
+    (b'{"keys": ["\\ud800"]}', 404, "keys: unknown keys"),
     # more bytes than 16 nodes of 500 characters and 64 neighbours could take: refused before parsing
     (b'{"nodes": [{"text": "' + b"z" * 1_200_000 + b'"}]}', 413, "Content Too Large"),
 ])
@@ -171,6 +183,62 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(live, body, s
     assert got == status and detail in json.dumps(out["detail"])
     again, out, _ = call(f"{url}/v1/predict", {"node_ids": [0]})
     assert again == 200 and out["predictions"][0]["node_id"] == 0
+
+
+def test_everything_the_local_service_starts_listens_on_loopback_only(live):
+    """The API, HAProxy (frontend, stats, metrics), the replicas' direct ingress, the fallback proxy and Ray's
+    own GCS, raylet, workers and agents: every listening socket of this process's descendants."""
+    import psutil
+
+    from gkd.serve.app import is_loopback
+
+    url, _, _ = live
+    api_port = int(url.rsplit(":", 1)[1])
+    own = {p.pid: p for p in psutil.Process().children(recursive=True)} | {os.getpid(): psutil.Process()}
+    listeners = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in own]
+    haproxy = {pid for _, _, pid in listeners if "haproxy" in own[pid].name()}
+    assert api_port in {port for _, port, _ in listeners}
+    assert haproxy and len([1 for _, _, pid in listeners if pid in haproxy]) >= 3  # frontend, stats, metrics
+    assert len({pid for _, _, pid in listeners}) >= 5  # GCS, raylet, driver, Serve actors, HAProxy at least
+    exposed = [(ip, port, own[pid].name()) for ip, port, pid in listeners if not is_loopback(ip)]
+    assert exposed == []
+
+
+def test_haproxy_wrapper_binds_the_side_listeners_to_the_side_host(tmp_path):
+    import subprocess
+
+    from gkd.serve.app import haproxy_wrapper
+
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text("defaults\n  timeout client 1s\n  timeout server 1s\n  timeout connect 1s\n"
+                   "frontend http_frontend\n    bind 127.0.0.1:8000\n    mode http\n"
+                   "frontend prometheus\n    bind :9101\n    mode http\n"
+                   "listen stats\n  bind *:8404\n  mode http\n  stats enable\n")
+    wrapper = haproxy_wrapper(tmp_path, "127.0.0.1")
+    done = subprocess.run([str(wrapper), "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    binds = [line.strip() for line in cfg.read_text().splitlines() if line.strip().startswith("bind")]
+    assert binds == ["bind 127.0.0.1:8000", "bind 127.0.0.1:9101", "bind 127.0.0.1:8404"]
+    haproxy_wrapper(tmp_path, "::1")
+    cfg.write_text("listen stats\n  bind *:8404\n")
+    subprocess.run([str(wrapper), "-c", "-f", str(cfg)], capture_output=True, timeout=60)
+    assert "bind [::1]:8404" in cfg.read_text()
+
+
+def test_a_non_loopback_api_without_a_token_is_warned_about(serve_world, monkeypatch):
+    from gkd.serve.app import exposure_warning
+
+    cfg, *_ = serve_world
+    monkeypatch.delenv("GKD_SERVE_TOKEN", raising=False)
+    exposed = cfg.serve.model_copy(update={"host": "0.0.0.0", "port": 8123, "token_env": "GKD_SERVE_TOKEN"})
+    warning = exposure_warning(exposed)
+    assert "0.0.0.0" in warning and "port 8123" in warning and "/v1/predict" in warning
+    assert "GKD_SERVE_TOKEN" in warning
+    assert exposure_warning(exposed.model_copy(update={"host": "127.0.0.1"})) is None
+    assert exposure_warning(exposed.model_copy(update={"host": "::1"})) is None
+    monkeypatch.setenv("GKD_SERVE_TOKEN", "s3cret")
+    assert exposure_warning(exposed) is None
 
 
 @pytest.mark.parametrize("token", [None, "wrong-token"])
