@@ -18,30 +18,45 @@ from typing import Awaitable, Callable
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 
 from gkd.config import ServeConfig
 from gkd.serve.model import TEACHER, Query, RequestError, StudentService
+
+
+def _integral(value):
+    """JSON Schema counts 2.0 as an integer; strict ints still refuse "2", 2.5 and true."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
 
 
 class NewNode(BaseModel):
     """A node the graph has not seen: its text and the existing nodes it links to."""
 
     model_config = ConfigDict(extra="forbid")
-    text: StrictStr = Field(description="the node's text, encoded with the graph's own encoder")
-    neighbors: list[StrictInt] = Field(default=[], description="node ids of its neighbours in the graph")
+    text: StrictStr = Field(description="the node's text, encoded with the graph's own encoder (not blank)",
+                            pattern=r"\S")
+    neighbors: list[JsonInt] = Field(default=[], description="node ids of its neighbours in the graph")
     neighbor_keys: list[StrictStr] = Field(default=[], description="or their keys (e.g. Debian package names)")
 
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"node_ids": [0, 42]}, {"keys": ["bash"]},
-                     {"nodes": [{"text": "command-line tool to query DNS servers", "neighbor_keys": ["libc6"]}]}]})
-    node_ids: list[StrictInt] = Field(default=[], description="node ids 0..N-1 of the graph")
+                     {"nodes": [{"text": "command-line tool to query DNS servers", "neighbor_keys": ["libc6"]}]}],
+        # at least one node: an empty request is a 400
+        "anyOf": [{"required": [k], "properties": {k: {"minItems": 1}}} for k in ("node_ids", "keys", "nodes")]})
+    node_ids: list[JsonInt] = Field(default=[], description="node ids 0..N-1 of the graph")
     keys: list[StrictStr] = Field(default=[], description="the source's own node ids (Debian: package names)")
     nodes: list[NewNode] = Field(default=[], description="new nodes, classified inductively")
-    top_k: StrictInt | None = Field(default=None, ge=1, description="class probabilities per node (default serve.top_k)")
+    top_k: Annotated[StrictInt, Field(ge=1), BeforeValidator(_integral)] | None = Field(default=None, description="class probabilities per node (default serve.top_k)")
 
 
 class Prediction(BaseModel):
@@ -70,11 +85,33 @@ class ErrorBody(BaseModel):
 # generated clients and schema-driven fuzzers know them
 _AUTH = {401: {"model": ErrorBody, "description": "missing or wrong bearer token (when serve.token_env is set)"}}
 _PREDICT_ERRORS = {
-    400: {"model": ErrorBody, "description": "an empty request, an empty text, or text that is not valid Unicode"},
+    400: {"model": ErrorBody, "description": "no node at all (node_ids, keys and nodes all empty)"},
     **_AUTH,
     404: {"model": ErrorBody, "description": "node ids outside 0..N-1, or unknown keys"},
     413: {"model": ErrorBody, "description": "more nodes, characters or neighbours than the serve limits allow"},
 }
+
+
+def _document_limits(app: FastAPI, scfg: ServeConfig) -> None:
+    """The server's own limits (serve.max_*) in its OpenAPI schema, so that clients and fuzzers generate what
+    it accepts. One limit JSON Schema cannot state stays a documented 413: node_ids + keys + nodes together
+    at most max_nodes_per_request."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schemas = spec["components"]["schemas"]
+            for name in ("node_ids", "keys", "nodes"):
+                schemas["PredictRequest"]["properties"][name]["maxItems"] = scfg.max_nodes_per_request
+            node = schemas["NewNode"]["properties"]
+            node["text"]["maxLength"] = scfg.max_text_chars
+            for name in ("neighbors", "neighbor_keys"):
+                node[name]["maxItems"] = scfg.max_neighbors_per_node
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def token_digest(scfg: ServeConfig) -> str | None:
@@ -108,6 +145,13 @@ def build_api(service: StudentService, student: StudentFn, teacher: TeacherFn | 
     """The FastAPI app: student(query) -> probs (n, C); teacher(items) -> probs (k, C) for the cascade."""
     cascade = service.scfg.cascade
     app = FastAPI(title="gkd student", version="1", description=__doc__)
+    _document_limits(app, service.scfg)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, err: RequestValidationError):
+        # FastAPI's own 422, with ASCII-escaped JSON: the errors echo the input, and a lone UTF-16 surrogate
+        # in it (valid JSON) cannot be encoded as UTF-8 (FastAPI's handler then answers 500)
+        return _json({"detail": jsonable_encoder(err.errors())}, 422)
 
     @app.exception_handler(RequestError)
     async def _refused(_: Request, err: RequestError):

@@ -162,7 +162,7 @@ def _top(probs: np.ndarray, names: list[str]) -> dict:
     ({"node_ids": 5}, 422, "Input should be a valid list"),
     ({"nodes": [{"text": 12}]}, 422, "Input should be a valid string"),
     ({"nodes": [{"text": "x", "colour": "red"}]}, 422, "Extra inputs are not permitted"),
-    ({"nodes": [{"text": "   "}]}, 400, "nodes[0].text is empty"),
+    ({"nodes": [{"text": "   "}]}, 422, "String should match pattern"),  # the schema says: not blank
     ({}, 400, "empty request"),
     ({"node_ids": list(range(17))}, 413, "17 nodes in one request; this server takes at most 16"),
     ({"nodes": [{"text": "y" * 501}]}, 413, "at most 500 (serve.max_text_chars)"),
@@ -172,7 +172,7 @@ def _top(probs: np.ndarray, names: list[str]) -> dict:
     ({"node_ids": [9228904684104620032]}, 404, "node_ids: unknown node ids 9228904684104620032"),
     ({"node_ids": [-265617644762486036600436293632]}, 404, "node_ids: unknown node ids -2656176447624860366"),
     ({"nodes": [{"text": "x", "neighbors": [9228904684104620032]}]}, 404, "nodes[0].neighbors: unknown node ids"),
-    (b'{"nodes": [{"text": "\\ud8b1 abc"}]}', 400, "nodes[0].text is not valid Unicode"),
+    (b'{"nodes": [{"text": "\\ud8b1 abc"}]}', 422, "unable to parse raw data as a unicode string"),
     (b'{"keys": ["\\ud800"]}', 404, "keys: unknown keys"),
     # more bytes than 16 nodes of 500 characters and 64 neighbours could take: refused before parsing
     (b'{"nodes": [{"text": "' + b"z" * 1_200_000 + b'"}]}', 413, "Content Too Large"),

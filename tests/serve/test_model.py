@@ -113,6 +113,9 @@ def test_answers_name_classes_top_k_first_and_the_answering_model(service):
     ({"nodes": [{"text": "x" * 501}]}, 413, "nodes[0].text has 501 characters; this server takes at most 500"),
     ({"nodes": [{"text": "ok", "neighbors": list(range(65))}]}, 413, "nodes[0] lists 65 neighbours; this server takes at most 64"),
     ({"nodes": [{"text": "ok", "neighbors": [0, 999]}]}, 404, "nodes[0].neighbors: unknown node ids 999"),
+    ({"node_ids": [2**63 + 5]}, 404, f"node_ids: unknown node ids {2**63 + 5}"),
+    ({"nodes": [{"text": "ok", "neighbors": [-(2**80)]}]}, 404, f"nodes[0].neighbors: unknown node ids {-(2**80)}"),
+    ({"nodes": [{"text": "\ud8b1 abc"}]}, 400, "nodes[0].text is not valid Unicode: a lone surrogate '\\ud8b1'"),
 ])
 def test_bad_requests_are_refused_with_a_status_and_the_reason(service, request_, status, message):
     with pytest.raises(RequestError) as err:
