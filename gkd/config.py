@@ -468,6 +468,7 @@ class ServeConfig(Strict):
     num_replicas: int = Field(1, ge=1)
     num_cpus_per_replica: float = Field(1.0, ge=0)
     num_gpus_per_replica: float = Field(0.0, ge=0)
+    start_attempts: int = Field(3, ge=1)  # local `gkd serve`: Serve start-ups tried before a clear error
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     torch_threads: int | None = Field(1, ge=1)  # per replica; None = torch's default
     infer_batch_size: int = Field(4096, ge=1)  # start-up layer-wise inference over all nodes

@@ -193,7 +193,9 @@ def local_env(s: ServeConfig) -> dict[str, str]:
            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port()),
            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(free_port()),
            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
-           "RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": "1"}
+           "RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": "1",
+           # Ray's 30 s kills HAProxy's manager on a loaded machine (two services, a test suite): 120 locally
+           "RAY_SERVE_HAPROXY_STARTUP_TIMEOUT_S": "120"}
     if "RAY_SERVE_HAPROXY_BINARY_PATH" not in env:
         own["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(haproxy_wrapper(run, s.side_host))
     return {**own, **env}
@@ -278,11 +280,7 @@ def run_local(cfg: ExperimentConfig, blocking: bool = False) -> str:
     if not (cfg.ray.address or os.environ.get("RAY_ADDRESS")):
         check_port_free(s.host, s.port)
     init_ray(cfg.ray)
-    env = local_env(s)
-    serve.start(http_options={"host": s.host, "port": s.port},
-                controller_options={"runtime_env": {"env_vars": env}} if env else None)
-    serve.run(build_app(cfg), name=s.app_name, route_prefix=s.route_prefix,
-              logging_config={"enable_access_log": s.access_log})
+    start_serve(cfg)
     url = base_url(s)
     log.info("serving %s at %s (ingress %s%s)", s.app_name, url, s.ingress,
              ", bearer token required" if token_digest(s) else "")
@@ -293,6 +291,38 @@ def run_local(cfg: ExperimentConfig, blocking: bool = False) -> str:
         except KeyboardInterrupt:
             shutdown()
     return url
+
+
+def start_serve(cfg: ExperimentConfig, sleep=time.sleep) -> None:
+    """serve.start + serve.run, tried serve.start_attempts times. On a loaded machine a Serve system actor can
+    miss its start-up deadline and be killed (seen: `ActorDiedError: HAProxyManager ... killed by ray.kill`
+    from serve.start at load ~7): Serve is shut down, given fresh HAProxy files and ports, and started again
+    after a pause; the last failure is a GkdError that says what to do."""
+    from ray.exceptions import RayActorError, RayTaskError
+
+    s = cfg.serve
+    for attempt in range(1, s.start_attempts + 1):
+        env = local_env(s)
+        try:
+            serve.start(http_options={"host": s.host, "port": s.port},
+                        controller_options={"runtime_env": {"env_vars": env}} if env else None)
+            serve.run(build_app(cfg), name=s.app_name, route_prefix=s.route_prefix,
+                      logging_config={"enable_access_log": s.access_log})
+            return
+        except (RayActorError, RayTaskError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            shutdown()
+            if attempt == s.start_attempts:
+                raise GkdError(
+                    f"Ray Serve did not start after {attempt} attempt(s): {type(err).__name__}: {reason}. "
+                    "A Serve actor (often HAProxyManager) missed its start-up deadline: the machine is probably "
+                    "overloaded. Rerun once the load drops, raise serve.start_attempts, give HAProxy longer "
+                    "(serve.env RAY_SERVE_HAPROXY_STARTUP_TIMEOUT_S, 120 locally), or use serve.ingress: proxy."
+                ) from None
+            pause = 5.0 * attempt
+            log.warning("Serve start-up failed (attempt %d of %d: %s: %s); retrying in %.0f s", attempt,
+                        s.start_attempts, type(err).__name__, reason, pause)
+            sleep(pause)
 
 
 def shutdown() -> None:

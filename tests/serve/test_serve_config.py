@@ -1,5 +1,7 @@
 """serve: and serve.cascade: in the experiment config: defaults and the errors a user can hit."""
 
+import os
+
 import pytest
 
 from gkd.config import build_config
@@ -43,3 +45,41 @@ def test_local_runs_get_their_own_haproxy_files_and_ports_but_serve_env_wins():
     assert len(a["RAY_SERVE_HAPROXY_SOCKET_PATH"]) + 57 <= 97  # HAProxy's limit, with Ray's 56-char directory
     assert local_env(build_config({"serve": {"ingress": "proxy"}}).serve) == {}
     shutdown()  # no Serve running: removes the two scratch directories
+
+
+def test_serve_start_up_is_retried_after_a_system_actor_dies_then_fails_with_what_to_do(monkeypatch, tmp_path):
+    """The failure seen under load (HAProxyManager killed before it ran): shut down, fresh ports, retry; after
+    serve.start_attempts a GkdError naming the cause and the fixes, never a bare ActorDiedError."""
+    from ray.exceptions import ActorDiedError
+
+    import gkd.serve.app as app
+    from gkd.errors import GkdError
+
+    cfg = build_config({"workdir": str(tmp_path), "serve": {"checkpoint": str(tmp_path), "start_attempts": 3}})
+    calls, ran, shutdowns, pauses = [], [], [], []
+
+    def start(http_options, controller_options):
+        calls.append(controller_options["runtime_env"]["env_vars"]["RAY_SERVE_HAPROXY_STATS_PORT"])
+        if len(calls) < 2:
+            raise ActorDiedError()
+
+    monkeypatch.setattr(app.serve, "start", start)
+    monkeypatch.setattr(app.serve, "run", lambda *a, **k: ran.append(k["name"]))
+    monkeypatch.setattr(app, "shutdown", lambda: shutdowns.append(1))
+    app.start_serve(cfg, sleep=pauses.append)
+    assert len(calls) == 2 and calls[0] != calls[1]  # fresh side ports on the retry
+    assert ran == ["gkd-student"] and len(shutdowns) == 1 and pauses == [5.0]
+
+    calls.clear()
+
+    def always_dies(http_options, controller_options):
+        calls.append(1)
+        raise ActorDiedError()
+
+    monkeypatch.setattr(app.serve, "start", always_dies)
+    with pytest.raises(GkdError, match=r"did not start after 3 attempt\(s\): ActorDiedError.*overloaded"):
+        app.start_serve(cfg, sleep=pauses.append)
+    assert len(calls) == 3 and pauses[1:] == [5.0, 10.0]
+    env = local_env(cfg.serve)
+    assert env["RAY_SERVE_HAPROXY_STARTUP_TIMEOUT_S"] == "120"
+    assert os.access(env["RAY_SERVE_HAPROXY_BINARY_PATH"], os.X_OK)
