@@ -628,14 +628,50 @@ def read_config_dict(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (line {line}: {err.reason}); save it as UTF-8") from None
+    try:
+        duplicate = _duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if duplicate:
+        key, first, again = duplicate
+        raise ConfigError(f"config file {path}: {key}: key given twice (lines {first} and {again}); keep one")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def _duplicate_key(node, path: tuple = (), seen: set | None = None) -> tuple[str, int, int] | None:
+    """(dotted key, first line, repeated line) of the first key a YAML mapping gives twice (PyYAML keeps the
+    last one silently), or None."""
+    seen = set() if seen is None else seen
+    if node is None or id(node) in seen:  # an alias is checked where its anchor is
+        return None
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            tagged = (key.tag, name)  # 1 and "1" are different keys
+            if name is not None and tagged in lines:
+                return ".".join((*path, name)), lines[tagged], key.start_mark.line + 1
+            lines[tagged] = key.start_mark.line + 1
+            found = _duplicate_key(value, (*path, str(name)), seen)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found = _duplicate_key(item, (*path, str(i)), seen)
+            if found:
+                return found
+    return None
 
 
 def load_config(path: str | Path | None, overrides: list[tuple[str, Any]] = ()) -> ExperimentConfig:

@@ -148,12 +148,19 @@ def _read(folder: Path, stem: str, wanted: tuple[str, ...]) -> _Parquet:
     for path in files:
         try:
             names = pq.read_schema(path).names
-            tables.append(pq.read_table(path, columns=[c for c in names if c in wanted]))
+            twice = [c for c in wanted if names.count(c) > 1]
+            if not twice:
+                tables.append(pq.read_table(path, columns=[c for c in names if c in wanted]))
         except (pa.ArrowException, OSError) as e:
             raise DataError(
                 f"{path}: not a readable parquet file ({e}). Write it with "
                 "pandas.DataFrame.to_parquet or pyarrow.parquet.write_table."
             ) from None
+        if twice:
+            raise DataError(
+                f"{path}: column '{twice[0]}' appears {names.count(twice[0])} times; columns found: {names}. "
+                "Keep one column of each name."
+            )
         extra += [c for c in names if c not in wanted and not c.startswith("__") and c not in extra]
     return _Parquet(stem, files, tables, extra)
 
@@ -188,7 +195,8 @@ def _kind(t: pa.DataType) -> str:
 def _check_type(pq_: _Parquet, column: str, allowed: tuple[str, ...], fix: str) -> list[str]:
     """Check one column's type in every file (all-null columns pass); returns each file's kind.
 
-    A column missing from a file is an error, except 'split' (read as all null).
+    A column missing from a file is an error, except 'split' (read as all null). A file with no rows has
+    no value of a wrong type: its kind is 'null'. Strings must be valid UTF-8 (parquet readers do not check).
     """
     kinds = []
     for i, (path, table) in enumerate(zip(pq_.files, pq_.tables)):
@@ -203,7 +211,7 @@ def _check_type(pq_: _Parquet, column: str, allowed: tuple[str, ...], fix: str) 
                 f"The {pq_.stem} table needs columns {needs}: rename or add it."
             )
         col = table.column(column)
-        kind = _kind(col.type)
+        kind = _kind(col.type) if table.num_rows else "null"
         if kind not in allowed + ("null",):
             row = max(_first(pc.is_valid(col)), 0)
             raise _bad(pq_, column, int(pq_.starts[i]) + row,
@@ -213,15 +221,47 @@ def _check_type(pq_: _Parquet, column: str, allowed: tuple[str, ...], fix: str) 
             if row >= 0:
                 raise _bad(pq_, column, int(pq_.starts[i]) + row, "integer does not fit int64", fix,
                            col[row].as_py())
+        if kind == "string":
+            row = _first_bad_utf8(col)
+            if row >= 0:
+                raise _bad(pq_, column, int(pq_.starts[i]) + row, "not valid UTF-8 text",
+                           "Decode the bytes with their real encoding (e.g. latin-1) and write str values.",
+                           _as_bytes(col)[row].as_py())
         kinds.append(kind)
     return kinds
+
+
+_BYTES = {pa.string(): pa.binary(), pa.large_string(): pa.large_binary(), pa.string_view(): pa.binary_view()}
+
+
+def _as_bytes(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A (dictionary-encoded) string column's values as binary, without UTF-8 checks."""
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    return pa.chunked_array([c.view(_BYTES[c.type]) for c in col.chunks], _BYTES[col.type])
+
+
+def _first_bad_utf8(col: pa.ChunkedArray) -> int:
+    """First row of a string column that is not valid UTF-8, or -1 (rows are decoded only after a failed check)."""
+    try:
+        col.validate(full=True)
+        return -1
+    except pa.ArrowInvalid:
+        pass
+    for row, value in enumerate(_as_bytes(col).to_pylist()):
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return row
+    return -1
 
 
 def _concat(pq_: _Parquet, column: str, target: pa.DataType) -> pa.ChunkedArray:
     """One column of every file, cast to target, as one chunked array (missing -> nulls)."""
     chunks = []
     for table in pq_.tables:
-        if column not in table.column_names:
+        if column not in table.column_names or table.num_rows == 0:
             chunks.append(pa.nulls(table.num_rows, target))
             continue
         col = table.column(column)
