@@ -442,11 +442,13 @@ def below_vanilla(table: dict) -> list[dict]:
             if any(v["points"] < 0 for v in cell.values())]
 
 
-def method_share(cfg: ExperimentConfig, p: dict, chosen: dict, pool: int) -> tuple[list[dict], dict]:
+def method_share(cfg: ExperimentConfig, p: dict, chosen: dict, pool: int,
+                 progress=None) -> tuple[list[dict], dict]:
     """Every distillation method in p["share_methods"] on every GNN in p["gnns"] against the same GNN without the
     teacher, at p["methods_rate"] labels per class with that rate's teacher (the one `llm_share` uses), raw and
     refined, seeds as the profile -> (runs, the result's fields: see `method_fields`). The methods without
-    rationales run first on every GNN, then the rationale stage and the methods that read it."""
+    rationales run first on every GNN, then the rationale stage and the methods that read it. `progress(runs,
+    fields)`, when given, is called after each GNN's runs of a group (a stopped suite keeps what it measured)."""
     from gkd.llm.stage import RATIONALE
     from gkd.pipeline import run_stage
 
@@ -471,10 +473,19 @@ def method_share(cfg: ExperimentConfig, p: dict, chosen: dict, pool: int) -> tup
                     runs += [_record(m, **extra), _refined_record(m, r, **extra)]
                     log.info("methods at %d labels/class: %s/%s seed %d: test acc %.4f raw, %.4f refined", k, gnn,
                              m_name, seed, m["test"]["acc"], r["refined"]["test"]["acc"])
-    at = {"labels_per_class": k, "test_nodes": runs[0]["test_nodes"], "teacher_acc": tm["tuned"]["acc"],
-          "teacher_test_nodes": tm["test_nodes"], "taught_nodes": tm.get("taught_nodes", tm.get("covered_nodes")),
-          "seeds": p["seeds"]}
-    return runs, method_fields(runs, at)
+            if progress is not None:
+                progress(runs, method_fields(runs, _methods_at(c, runs, tm, k, p)))
+    return runs, method_fields(runs, _methods_at(c, runs, tm, k, p))
+
+
+def _methods_at(c: ExperimentConfig, runs: list[dict], tm: dict, k: int, p: dict) -> dict:
+    from gkd.data.store import read_meta
+
+    meta = read_meta(c.graph_dir)
+    return {"labels_per_class": k, "test_nodes": runs[0]["test_nodes"], "graph_nodes": meta["num_nodes"],
+            "graph_edges": meta["num_edges"], "teacher_acc": tm["tuned"]["acc"],
+            "teacher_test_nodes": tm["test_nodes"], "taught_nodes": tm.get("taught_nodes", tm.get("covered_nodes")),
+            "seeds": p["seeds"]}
 
 
 def method_fields(runs: list[dict], at: dict) -> dict:
@@ -490,10 +501,12 @@ def method_fields(runs: list[dict], at: dict) -> dict:
 def merge_method_runs(prev: dict, runs: list[dict], fields: dict) -> tuple[list[dict], dict]:
     """New method-share runs merged into an earlier result's at the same rate: the (GNN, method) pairs measured
     before and not rerun now are kept (vanilla is rerun, from its finished students, with every method);
-    -> (runs, fields). Another rate replaces the earlier result."""
+    -> (runs, fields). Another rate, graph (nodes, edges, test nodes) or teacher replaces the earlier result."""
     at = {k: v for k, v in fields["methods_share_at"].items() if k not in ("gnns", "methods")}
-    if (prev.get("methods_share_at") or {}).get("labels_per_class") != at["labels_per_class"]:
-        return runs, fields
+    before = prev.get("methods_share_at") or {}
+    same = ("labels_per_class", "test_nodes", "graph_nodes", "graph_edges", "teacher_acc", "teacher_test_nodes")
+    if not before or any(before.get(k, at.get(k)) != at.get(k) for k in same):
+        return runs, fields  # another rate, graph or teacher: the earlier pairs are not comparable
     redone = {(r["gnn"], r["method"]) for r in runs}
     runs = [r for r in prev.get("method_share_runs", []) if (r["gnn"], r["method"]) not in redone] + runs
     return runs, method_fields(runs, at)
@@ -643,7 +656,12 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
                       wall_s=round(time.time() - t0, 1))
     if p.get("methods_rate"):
         write_result(out, result, "gkd.bench.quality", argv)
-        method_runs, fields = method_share(cfg, p, chosen, pool)
+
+        def progress(runs: list[dict], fields: dict) -> None:  # what is measured so far, marked unfinished
+            write_result(out, {**result, "method_share_runs": runs, **fields, "methods_unfinished": True},
+                         "gkd.bench.quality", argv)
+
+        method_runs, fields = method_share(cfg, p, chosen, pool, progress)
         result.update(method_share_runs=method_runs, **fields, wall_s=round(time.time() - t0, 1))
     return write_result(out, result, "gkd.bench.quality", argv)
 
@@ -669,13 +687,23 @@ def run_share(profile: str, out: Path, workdir: Path, overrides: list | None = N
     by_rate = dict(sorted({**prev.get("llm_share_by_rate", {}), **by_rate}.items(), key=lambda kv: int(kv[0])))
     result = {**prev, "main_command": prev.get("main_command", prev.get("command")), "share_runs": share_runs,
               "llm_share_by_rate": by_rate,
-              "llm_share_acc_points": share_acc_points(by_rate), "share_wall_s": round(time.time() - t0, 1)}
+              "llm_share_acc_points": share_acc_points(by_rate)}
+    if rerun:  # a methods-only run leaves the share runs' own wall time alone
+        result["share_wall_s"] = round(time.time() - t0, 1)
     result.setdefault("profile", profile)
     if p.get("methods_rate"):
         write_result(out, result, "gkd.bench.quality", argv)
-        method_runs, fields = method_share(cfg, p, (prev.get("tuning") or {}).get("chosen", {}), max(p["rates"]))
-        method_runs, fields = merge_method_runs(prev, method_runs, fields)
-        result.update(method_share_runs=method_runs, **fields, methods_wall_s=round(time.time() - t0, 1))
+
+        def merged(runs: list[dict], fields: dict) -> dict:
+            runs, fields = merge_method_runs(prev, runs, fields)
+            return {**result, "method_share_runs": runs, **fields, "methods_wall_s": round(time.time() - t0, 1)}
+
+        def progress(runs: list[dict], fields: dict) -> None:  # what is measured so far, marked unfinished
+            write_result(out, {**merged(runs, fields), "methods_unfinished": True}, "gkd.bench.quality", argv)
+
+        result = merged(*method_share(cfg, p, (prev.get("tuning") or {}).get("chosen", {}), max(p["rates"]),
+                                      progress))
+        result.pop("methods_unfinished", None)
     return write_result(out, result, "gkd.bench.quality", argv)
 
 
@@ -950,6 +978,9 @@ def methods_markdown(r: dict) -> list[str]:
            f"accuracy on {num(at['test_nodes'])} test nodes: refined (raw in brackets), mean ± std over "
            f"{at['seeds']} seed(s) of the per-seed difference. The teacher is that rate's ({at['teacher_acc']:.3f} "
            f"on its {num(at['teacher_test_nodes'])} test nodes, {num(at['taught_nodes'])} taught nodes).", ""]
+    if r.get("methods_unfinished"):
+        out[-1:] = ["**Unfinished:** the run that wrote this stopped before every GNN and method had run; a cell "
+                    "shows only the seeds measured (`seeds` in `llm_share_by_method`).", ""]
     rows = []
     for gnn, cells in by.items():
         row = [gnn]

@@ -674,6 +674,12 @@ def test_every_method_against_labels_alone_table_and_its_loss_line(tmp_path):
     assert "| sage | +1.00 ± 0.00 (+2.00) | – |" in text
     assert ("**quality**: At 20 labels per class, 1 of 3 (GNN, method) pairs are below the same GNN without the "
             "teacher, raw or refined (points): gcn/pan raw -2.00 refined +0.50.") in losses(text)
+    assert "**Unfinished:**" not in text
+    # a run stopped part-way (what `progress` wrote) says so above its table
+    text, _, _ = build(tmp_path / "unfinished", **{**{k: f() for k, f in ALL.items()},
+                                                   "quality": {**q, "methods_unfinished": True}})
+    assert "**Unfinished:** the run that wrote this stopped before every GNN and method had run" in text
+    assert "| gcn | +1.50 ± 0.50 (+1.50) | +0.50 ± 0.00 (-2.00) |" in text
 
 
 def test_stream_teacher_outputs_show_every_readout_and_what_the_ratio_compares(tmp_path):
@@ -717,3 +723,12 @@ def test_method_share_runs_of_two_invocations_merge_at_the_same_rate():
     # another rate replaces the earlier result
     other = method_fields(second, {**at, "labels_per_class": 5})
     assert merge_method_runs(prev, second, other) == (second, other)
+    # so do another graph (a re-ingested index with more test nodes) and another teacher: kd is not comparable
+    graph = {"graph_nodes": 400, "graph_edges": 900}
+    prev_g = {"method_share_runs": first, **method_fields(first, {**at, **graph})}
+    assert len(merge_method_runs(prev_g, second, method_fields(second, {**at, **graph}))[0]) == 6
+    for change in ({"test_nodes": 101}, {"teacher_acc": 0.71}, {"graph_nodes": 500}, {"graph_edges": 901}):
+        other = method_fields(second, {**at, **graph, **change})
+        assert merge_method_runs(prev_g, second, other) == (second, other), change
+    # keys the earlier result lacks (written before they existed) are not held against it
+    assert len(merge_method_runs(prev, second, method_fields(second, {**at, **graph}))[0]) == 6

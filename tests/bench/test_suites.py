@@ -179,6 +179,7 @@ def check_quality(q: dict, graph_dir) -> None:
                                                                                         refined, p["seeds"])
     # ... and at methods_rate with that rate's teacher (the share's): every GNN x method x seed, raw and refined
     at, mruns = q["methods_share_at"], q["method_share_runs"]
+    assert "methods_unfinished" not in q  # written part-way after each GNN, cleared once every GNN has run
     assert (at["labels_per_class"], at["methods"], at["gnns"]) == (p["methods_rate"], p["share_methods"], p["gnns"]) \
         == (6, ["lingugkd"], ["sage", "sign"])
     assert sorted((r["gnn"], r["method"], r["seed"], r["refined"]) for r in mruns) == sorted(
