@@ -292,6 +292,48 @@ def main(argv: list[str] | None = None) -> int:
     except GkdError as err:
         print(f"gkd {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # a full disk or a tracking server gone: said plainly, anything else re-raised
+        said = environment_error(err)
+        if said is None:
+            raise
+        print(f"gkd {args.command}: error: {said}", file=sys.stderr)
+        return 2
+
+
+def _chain(err: BaseException):
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def environment_error(err: BaseException) -> str | None:
+    """What the machine around gkd did, in one sentence with what to do (None: not such an error).
+
+    - no space left on a device (ENOSPC anywhere in the exception chain or in a wrapped worker error);
+    - the MLflow tracking server not answering (an http(s) tracking URI and a connection or MLflow error).
+    Stage markers are written only when a stage finishes, so either way a rerun continues where this stopped."""
+    import errno
+
+    for e in _chain(err):
+        if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "No space left on device" in str(e):
+            where = getattr(e, "filename", None)
+            return (f"no space left on the device{f' writing {where}' if where else ''}: free space (or point "
+                    "workdir at a larger disk) and rerun; finished stages and finished batches are kept")
+    try:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+        from requests.exceptions import RequestException
+    except ImportError:  # pragma: no cover - dependencies
+        return None
+    uri = mlflow.get_tracking_uri()
+    if str(uri).startswith(("http://", "https://")) and any(
+            isinstance(e, (MlflowException, RequestException, ConnectionError)) for e in _chain(err)):
+        first = str(err).strip().splitlines()[0][:240] if str(err).strip() else type(err).__name__
+        return (f"the MLflow tracking server at {uri} failed ({first}); finished stages are kept: rerun once it "
+                "answers again, or rerun with --no-track")
+    return None
 
 
 if __name__ == "__main__":

@@ -108,6 +108,32 @@ def init_ray(cfg: RayConfig):
     return ray
 
 
+def persisted_checkpoint(run_dir, load):
+    """A Ray Train worker's fallback when `ray.train.get_checkpoint()` gives None after a restart: the newest
+    checkpoint folder persisted under the run's (local or shared) directory that `load(folder)` reads
+    -> (ray.train.Checkpoint, what load returned), else None.
+
+    Why: the reliability suite SIGKILLs one of two distill workers right after they reported a checkpoint.
+    Ray Train V2's controller saw the dead worker before it registered that report, and restarted the group
+    from scratch (epoch 0, not the persisted epoch-4 checkpoint). The folders on disk are the truth. A folder
+    cut by a kill does not load and is passed over. `run_dir` None (a URI storage path) -> None."""
+    import ray.train
+
+    if run_dir is None or not Path(run_dir).is_dir():
+        return None
+    for folder in sorted(Path(run_dir).glob("checkpoint_*"), reverse=True):  # names carry their timestamps
+        try:
+            return ray.train.Checkpoint.from_directory(str(folder)), load(folder)
+        except Exception as err:  # noqa: BLE001 - any unreadable folder is skipped, with a note
+            log.warning("checkpoint %s does not load (%s): trying an older one", folder, err)
+    return None
+
+
+def local_run_dir(storage_path, name: str) -> str | None:
+    """<storage_path>/<name> when the storage is a local or mounted path (what persisted_checkpoint reads)."""
+    return None if "://" in str(storage_path) else str(Path(storage_path) / name)
+
+
 def previous_result(run_dir):
     """The ray.train Result of an earlier run in run_dir that reported a checkpoint, else None."""
     from ray.train import Result

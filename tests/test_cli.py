@@ -46,3 +46,52 @@ def test_distill_without_a_graph_store_says_what_to_run(tmp_path, capsys):
     assert main(["distill", "--out", str(tmp_path), "--set", "distill.method=vanilla"]) == 2
     err = capsys.readouterr().err
     assert "gkd distill: error:" in err and "run `gkd ingest`" in err
+
+
+def test_a_full_disk_and_a_lost_tracking_server_are_said_plainly(monkeypatch, capsys):
+    import errno
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from gkd import cli
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/w/graph/x.npy.partial")
+    assert cli.environment_error(full).startswith("no space left on the device writing /w/graph/x.npy.partial: ")
+    try:  # wrapped, as a Ray worker or pyarrow passes it on
+        try:
+            raise full
+        except OSError as inner:
+            raise RuntimeError("task failed") from inner
+    except RuntimeError as outer:
+        assert "free space" in cli.environment_error(outer)
+    assert "no space left" in cli.environment_error(RuntimeError("IOError: [Errno 28] No space left on device"))
+    assert cli.environment_error(ValueError("a bug")) is None
+    lost = MlflowException("API request to http://127.0.0.1:5999/api/2.0/mlflow/runs/create failed")
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "http://127.0.0.1:5999")
+    said = cli.environment_error(lost)
+    assert said.startswith("the MLflow tracking server at http://127.0.0.1:5999 failed (API request to ")
+    assert "rerun with --no-track" in said
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "sqlite:///w/mlflow.db")
+    assert cli.environment_error(lost) is None  # a local store's error is not a server outage: raised as is
+
+    # main prints the one line and exits 2, no traceback
+    monkeypatch.setattr(cli, "cmd_validate", lambda args: (_ for _ in ()).throw(full))
+    monkeypatch.setattr(cli, "build_parser", _parser_calling(cli.cmd_validate))
+    assert cli.main(["validate", "/w/graph"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gkd validate: error: no space left on the device") and "Traceback" not in err
+
+
+def _parser_calling(fn):
+    import argparse
+
+    def build():
+        p = argparse.ArgumentParser(prog="gkd")
+        p.add_argument("--log-level", default="INFO")
+        sub = p.add_subparsers(dest="command", required=True)
+        v = sub.add_parser("validate")
+        v.add_argument("graph")
+        v.set_defaults(fn=fn)
+        return p
+    return build

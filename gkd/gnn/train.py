@@ -419,6 +419,15 @@ def train_loop(config: dict) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             prior = torch.load(Path(d) / STATE_FILE, weights_only=False)
+    else:  # a restart whose checkpoint Ray Train lost track of: the newest one persisted (see persisted_checkpoint)
+        from gkd.runtime import persisted_checkpoint
+
+        found = persisted_checkpoint(config.get("run_dir"),
+                                     lambda d: torch.load(Path(d) / STATE_FILE, weights_only=False))
+        if found is not None:
+            prior = found[1]
+            log.info("rank %d: no checkpoint from Ray Train; the newest persisted one is at epoch %d", rank,
+                     prior["epoch"])
 
     def report(metrics: dict, state: dict) -> None:
         if rank != 0:
@@ -448,7 +457,7 @@ def train_distributed(inputs_ref, loop: LoopConfig, storage_path: Path, name: st
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from gkd.runtime import previous_result
+    from gkd.runtime import local_run_dir, previous_result
 
     cfg = loop.distill
     previous = previous_result(Path(storage_path) / name)
@@ -460,7 +469,7 @@ def train_distributed(inputs_ref, loop: LoopConfig, storage_path: Path, name: st
             return state
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"loop": loop, "inputs": inputs_ref},
+        train_loop_config={"loop": loop, "inputs": inputs_ref, "run_dir": local_run_dir(storage_path, name)},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker={"CPU": cfg.num_cpus_per_worker}),
         run_config=RunConfig(storage_path=str(storage_path), name=name,

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 GATE_METRIC = "val_acc"
+STUDENT_KEY = "gkd.student_key"  # the register stage's content hash, on the version and on the run that logged it
 
 
 def predict_table(gnn, class_names: list[str], x: np.ndarray, neighbors: list) -> dict:
@@ -154,6 +155,28 @@ def load_champion(model_name: str, alias: str = CHAMPION):
     return mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
 
 
+def version_of(model_name: str, key: str) -> str | None:
+    """The version of `model_name` that holds the student with content hash `key` (its tag, or the tag of the
+    run that logged it), else None: what makes registering idempotent across killed and rerun jobs."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name='{model_name}'")
+    except MlflowException:
+        return None
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        if v.tags.get(STUDENT_KEY) == key:
+            return str(v.version)
+        try:
+            if v.run_id and client.get_run(v.run_id).data.tags.get(STUDENT_KEY) == key:
+                return str(v.version)
+        except MlflowException:  # the run was deleted
+            continue
+    return None
+
+
 def register_student(cfg) -> dict:
     """Log <workdir>/student (metrics + model) to MLflow and register it as <name>-student, alias candidate.
 
@@ -162,7 +185,9 @@ def register_student(cfg) -> dict:
     import json
 
     import mlflow
+    from mlflow import MlflowClient
 
+    from gkd.config import content_hash
     from gkd.gnn.stage import served_checkpoint
     from gkd.tracking.tracker import Tracker, log_metrics
 
@@ -190,9 +215,17 @@ def register_student(cfg) -> dict:
             log_metrics({"refined": {"test_acc": m["refined_test"]["acc"],
                                      "holdout_acc": (m.get("holdout") or {}).get("acc")}})
         mlflow.log_dict({k: v for k, v in m.items() if k != "history"}, "student_metrics.json")
-        out = log_student(checkpoint, registered_name(cfg.name),
-                          {GATE_METRIC: m["val"]["acc"], "test_acc": m["test"]["acc"], "gnn": m["gnn"],
-                           "method": m["method"], "graph": cfg.name})
+        name, key = registered_name(cfg.name), content_hash(cfg, "register")
+        known = version_of(name, key)
+        if known is not None:  # an earlier run registered this very student, then died before its marker
+            MlflowClient().set_registered_model_alias(name, CANDIDATE, known)
+            log.info("%s version %s already holds student %s: reused (alias %s)", name, known, key, CANDIDATE)
+            out = {"name": name, "version": known, "uri": f"models:/{name}/{known}", "reused": True}
+        else:
+            mlflow.set_tag(STUDENT_KEY, key)  # before the version exists: a kill after it still finds it
+            out = log_student(checkpoint, name,
+                              {GATE_METRIC: m["val"]["acc"], "test_acc": m["test"]["acc"], "gnn": m["gnn"],
+                               "method": m["method"], "graph": cfg.name, STUDENT_KEY: key})
     finally:
         if own_run:
             mlflow.end_run()

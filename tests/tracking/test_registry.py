@@ -135,3 +135,22 @@ def test_a_sign_student_predicts_a_table_from_the_tables_own_hops():
     probs = torch.softmax(logits, 1).numpy()
     np.testing.assert_allclose(np.asarray(out["probs"]), probs, rtol=1e-5, atol=1e-6)
     assert out["label"] == [["a", "b", "c"][i] for i in probs.argmax(1)]
+
+
+def test_a_student_registered_before_a_kill_is_found_again_by_its_key(store, tmp_path):
+    """register_student tags the run with the student's key before it creates the version, so a job killed
+    between the version and its stage marker finds that version on rerun instead of adding a duplicate."""
+    import mlflow
+
+    assert registry.version_of("toy-student", "k1") is None  # no registered model at all yet
+    with mlflow.start_run():
+        mlflow.set_tag(registry.STUDENT_KEY, "k1")
+        _student(tmp_path / "s1", 1)
+        # the version's own tags never written (killed right after registration): the run's tag finds it
+        registry.log_student(tmp_path / "s1", "toy-student", {"val_acc": 0.6})
+    with mlflow.start_run():
+        _student(tmp_path / "s2", 2)
+        registry.log_student(tmp_path / "s2", "toy-student", {"val_acc": 0.5, registry.STUDENT_KEY: "k2"})
+    assert registry.version_of("toy-student", "k1") == "1"
+    assert registry.version_of("toy-student", "k2") == "2"
+    assert registry.version_of("toy-student", "k3") is None

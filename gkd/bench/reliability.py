@@ -1,0 +1,802 @@
+"""Reliability suite: faults injected into real gkd processes, every outcome counted from what happened.
+
+  python -m gkd.bench.reliability --profile full --out bench/results/reliability.json \\
+      --workdir bench/work/reliability
+  gkd bench --suite reliability [--profile quick]
+
+Each fault runs the real command lines (`gkd run`, `gkd ingest`, `gkd serve`) as child processes on one small
+experiment (a synthetic graph and a tiny random Llama in the quick profile; MiniLM on a synthetic graph of a few
+thousand nodes in the full one), kills them with SIGKILL (the process and everything it started: its local Ray
+cluster included) and reruns them:
+
+  stream   the rationale stage killed at 3 random points (parts written so far), rerun after each; then one LLM
+           actor killed mid-stream -> every budget node exactly once: nodes_lost, nodes_duplicated (rows written
+           twice, before read_rationales drops them)
+  train    one of the 2 Ray Train workers of the distill stage killed mid-run -> the epoch it resumed after, the
+           epochs redone (<= checkpoint_every), final metrics vs an uninterrupted run
+  driver   `gkd run` killed once inside each stage in turn, then rerun -> stages redone after they had finished,
+           final student metrics vs an uninterrupted run, registered versions
+  ingest   `gkd ingest` killed mid-encode (MiniLM, a feature cache of its own), rerun -> texts re-encoded vs the
+           texts missing from the cache
+  mlflow   a live `mlflow server` on PostgreSQL (started here: initdb + pg_ctl, as infra/ would run it), stopped
+           inside the distill stage, then started again and the job rerun -> mlflow_outage_duplicates
+  serve    wrk on `gkd serve` with num_replicas 1 and 2, one replica killed -> failed requests, seconds to recovery
+  fuzz     schemathesis against the live service's /openapi.json, and its listening sockets (psutil)
+  disk     the work dir on a small tmpfs that fills up -> a clear error, `gkd validate`, a rerun once space is freed
+  inputs   the bad-input corpora (gkd.bench.bad_inputs) -> tried, clear errors
+
+A fault that cannot run on this machine (no wrk, no PostgreSQL, no mount rights) records why, and its keys
+are null: never a number it did not measure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from gkd.bench.report import suite_parser, write_result
+
+log = logging.getLogger("gkd.bench.reliability")
+
+FAULTS = ("inputs", "stream", "ingest", "train", "driver", "serve", "fuzz", "disk", "mlflow")
+# nodes: the synthetic graph; rationale: budget and batch of the stream fault; epochs: the train fault's;
+# serve_s: wrk seconds per replica count; fuzz: generated cases per operation and mode
+PROFILES = {
+    "quick": {"nodes": 600, "encode_nodes": 1500, "budget": 40, "batch": 4, "epochs": 24, "serve_s": 12,
+              "fuzz": 30, "kills": 3},
+    "full": {"nodes": 3000, "encode_nodes": 6000, "budget": 120, "batch": 4, "epochs": 60, "serve_s": 30,
+             "fuzz": 300, "kills": 3},
+}
+KEYS = ("nodes_lost", "nodes_duplicated", "fuzz_cases", "fuzz_server_errors", "fuzz_undocumented_statuses",
+        "non_loopback_listeners", "bad_inputs_tried", "bad_inputs_clear_errors", "failed_requests_one_replica",
+        "failed_requests_two_replicas", "mlflow_outage_duplicates")
+STAGES = ("ingest", "rationale", "teacher", "distill", "refine", "register")
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+
+def experiment(root: Path, p: dict, name: str = "rel") -> dict:
+    """The config (as a dict) every fault runs: the quality suite's quick experiment on a larger synthetic graph,
+    with a rationale budget, a 2-worker student and epochs long enough to be killed inside."""
+    from gkd.bench.quality import quick_config
+
+    cfg = quick_config(root)
+    cfg["name"] = name
+    cfg["llm"] = {"model": str(root.parent / "tiny-llama")}
+    cfg["ingest"]["source"].update(num_nodes=p["nodes"], num_edges=4 * p["nodes"])
+    cfg["ingest"]["split"] = {"train_per_class": 20, "val_per_class": 20}
+    cfg["rationale"].update(unlabeled_budget=p["budget"], batch_size=p["batch"], num_actors=2)
+    cfg["distill"].update(epochs=p["epochs"], patience=p["epochs"], checkpoint_every=4, method="kd")
+    return cfg
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def tiny_llama(root: Path, p: dict) -> Path:
+    """The tiny random Llama all faults share (its words come from a synthetic graph like theirs)."""
+    from gkd.config import build_config
+    from gkd.llm.models import make_tiny_llama
+    from gkd.pipeline import run_stage
+
+    out = root / "tiny-llama"
+    if not (out / "config.json").is_file():
+        from gkd.data.store import TAG
+
+        cfg = build_config(experiment(root / "vocab", p), "(reliability vocabulary)", [])
+        run_stage(cfg, "ingest", track=False)
+        make_tiny_llama(out, texts=TAG.load(cfg.graph_dir, features=False).texts())
+    return out
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def gkd(args: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    """`gkd <args>` in its own session (so that a kill reaches everything it starts), output to log_path."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    out = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
+    return subprocess.Popen([sys.executable, "-m", "gkd.cli", *args], stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+def kill_tree(proc: subprocess.Popen) -> int:
+    """SIGKILL a process, its session and every descendant (Ray's GCS, raylet and workers): like a machine losing
+    the job. Returns how many processes were killed."""
+    import psutil
+
+    try:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for p in family:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=30)
+    proc.wait(timeout=30)
+    return len(family)
+
+
+def wait_until(cond, proc: subprocess.Popen | None, timeout_s: float, what: str, poll_s: float = 0.1) -> bool:
+    """Poll cond() until true -> True; False if proc exited first; TimeoutError after timeout_s."""
+    t = time.time()
+    while time.time() - t < timeout_s:
+        if cond():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return bool(cond())
+        time.sleep(poll_s)
+    raise TimeoutError(f"{what}: not reached after {timeout_s:.0f} s")
+
+
+def finish(proc: subprocess.Popen, timeout_s: float, what: str) -> int:
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        raise TimeoutError(f"{what}: still running after {timeout_s:.0f} s") from None
+
+
+def descendants(pid: int, match: str) -> list:
+    """Descendant processes of pid whose name or command line contains `match`."""
+    import psutil
+
+    out = []
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            if match in p.name() or match in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def marker(workdir: Path, stage: str) -> dict:
+    from gkd.pipeline import MARKER
+
+    path = workdir / ("graph" if stage == "ingest" else stage) / MARKER
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def run_to_end(args: list[str], log_path: Path, timeout_s: float, env: dict | None = None) -> int:
+    return finish(gkd(args, log_path, env), timeout_s, " ".join(args[:1]))
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+def fault_inputs(root: Path, p: dict, rng: random.Random) -> dict:
+    from gkd.bench.bad_inputs import tally
+
+    shutil.rmtree(root, ignore_errors=True)
+    t = tally(root)
+    return {"tried": t["tried"], "clear_errors": t["clear_errors"], "byo_folders": t["byo"], "configs": t["configs"],
+            "unclear": t["unclear"]}
+
+
+def _parts(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*.parquet"))
+
+
+def _rationale_counts(out_dir: Path, budget: np.ndarray) -> dict:
+    """Rows per node over every part written (before read_rationales drops duplicates)."""
+    import pyarrow.parquet as pq
+
+    ids = [pq.read_table(f, columns=["node_id"])["node_id"].to_numpy() for f in _parts(out_dir)]
+    ids = np.concatenate(ids) if ids else np.array([], dtype=np.int64)
+    uniq, counts = np.unique(ids, return_counts=True)
+    return {"rows": int(len(ids)), "nodes": int(len(uniq)),
+            "lost": int(len(np.setdiff1d(budget, uniq))), "duplicated": int((counts - 1).sum()),
+            "outside_budget": int(len(np.setdiff1d(uniq, budget)))}
+
+
+def fault_stream(root: Path, p: dict, rng: random.Random) -> dict:
+    """SIGKILL the rationale driver at p["kills"] random points, rerun after each; then kill one actor."""
+    from gkd.config import load_config
+    from gkd.llm.stage import RATIONALE
+
+    shutil.rmtree(root, ignore_errors=True)
+    conf = write_config(root / "experiment.yaml", experiment(root, p))
+    args = ["run", "--config", str(conf), "--no-track"]
+    assert run_to_end([*args, "--stages", "ingest"], root / "logs" / "ingest.log", 900) == 0, "ingest failed"
+    cfg = load_config(conf)
+    out_dir = cfg.stage_dir(RATIONALE)
+    budget = _budget(cfg)  # the unlabelled budget and the training nodes (rationale.splits)
+    batches = -(-len(budget) // p["batch"])
+    kills = []
+    for i in range(p["kills"]):
+        before = len(_parts(out_dir))
+        if before >= batches - 1:
+            break
+        target = rng.randint(before + 1, max(before + 1, min(batches - 1, before + batches // (p["kills"] + 1))))
+        proc = gkd([*args, "--stages", "rationale"], root / "logs" / f"kill-{i}.log")
+        reached = wait_until(lambda: len(_parts(out_dir)) >= target, proc, 900, f"rationale part {target}")
+        killed = kill_tree(proc) if proc.poll() is None else 0
+        kills.append({"after_parts": len(_parts(out_dir)), "target": target, "reached": reached,
+                      "processes_killed": killed})
+    # one LLM actor killed mid-stream: Ray restarts it (or the task), the driver goes on
+    proc = gkd([*args, "--stages", "rationale"], root / "logs" / "actor-kill.log")
+    now = len(_parts(out_dir))
+    actor = {"killed": False}
+    if now < batches - 1:
+        wait_until(lambda: len(_parts(out_dir)) >= now + 1, proc, 900, "a part after the rerun")
+        victims = descendants(proc.pid, "RationaleActor")
+        if victims and proc.poll() is None:
+            victim = victims[rng.randrange(len(victims))]
+            victim.kill()
+            actor = {"killed": True, "pid": victim.pid, "after_parts": len(_parts(out_dir))}
+    rc = finish(proc, 1800, "rationale after the actor kill")
+    actor["run_rc"] = rc
+    if rc != 0:  # the stage failed with its actor: a rerun must complete it
+        actor["rerun_rc"] = run_to_end([*args, "--stages", "rationale"], root / "logs" / "final.log", 1800)
+    from gkd.llm.rationale import read_rationales
+
+    m = marker(cfg.workdir, "rationale")
+    read = read_rationales(out_dir)["node_id"].to_numpy()
+    budget_n = m.get("summary", {}).get("budget")
+    counts = _rationale_counts(out_dir, budget)
+    return {"budget": int(len(budget)), "batches": batches, "kills": kills, "actor_kill": actor,
+            "stage_done": m.get("status") == "done", "summary_budget": budget_n,
+            "nodes_read": int(len(np.unique(read))), **counts}
+
+
+def _budget(cfg) -> np.ndarray:
+    """The rationale stage's budget, recomputed as the stage does (gkd.llm.rationale.run)."""
+    from gkd.data.store import node_arrays
+    from gkd.llm.budget import teaching_budget
+    from gkd.llm.teacher import measured_nodes, teacher_split
+
+    labels, split = node_arrays(cfg.graph_dir)
+    return teaching_budget(cfg, labels, teacher_split(cfg, labels, split),
+                           exclude=np.concatenate(measured_nodes(cfg, labels, split)))
+
+
+def fault_ingest(root: Path, p: dict, rng: random.Random) -> dict:
+    """SIGKILL `gkd ingest` mid-encode (MiniLM into a cache of its own), rerun: only the missing texts re-encoded."""
+    from gkd.config import load_config
+    from gkd.data.encode import FeatureCache, encoder_id
+
+    shutil.rmtree(root, ignore_errors=True)
+    exp = experiment(root, p)
+    exp["ingest"]["source"].update(num_nodes=p["encode_nodes"], num_edges=4 * p["encode_nodes"], words_per_node=24)
+    exp["ingest"]["encoder"] = {"name": "minilm", "batch_size": 64, "num_actors": 1, "max_seq_length": 64,
+                                "cache_dir": str(root / "cache")}
+    conf = write_config(root / "experiment.yaml", exp)
+    cfg = load_config(conf)
+    cache = FeatureCache(root / "cache", encoder_id(cfg.ingest.encoder))
+    proc = gkd(["ingest", "--config", str(conf), "--no-track"], root / "logs" / "kill.log")
+    total = p["encode_nodes"]
+    target = rng.randint(2, max(2, total // 64 // 2))
+    wait_until(lambda: len(list(cache.dir.glob("part-*.parquet"))) >= target, proc, 1800, f"cache part {target}")
+    killed = proc.poll() is None
+    if killed:
+        kill_tree(proc)
+    cached = int(len(FeatureCache(root / "cache", encoder_id(cfg.ingest.encoder)).known_hashes()))
+    rc = run_to_end(["ingest", "--config", str(conf), "--no-track"], root / "logs" / "rerun.log", 1800)
+    m = marker(cfg.workdir, "ingest")
+    enc = (m.get("summary") or {}).get("encoder") or {}
+    encoded, from_cache = enc.get("encoded"), enc.get("from_cache")
+    return {"texts": total, "killed_mid_encode": killed, "cached_at_kill": cached, "missing_at_kill": total - cached,
+            "rerun_rc": rc, "rerun_encoded": encoded, "rerun_from_cache": from_cache,
+            "reencoded_beyond_missing": None if encoded is None else int(encoded - (total - cached))}
+
+
+def _metrics(path: Path) -> dict:
+    m = json.loads(path.read_text())
+    return {"test_acc": m["test"]["acc"], "val_acc": m["val"]["acc"], "epoch": m.get("epoch"),
+            "epochs_run": len(m.get("history", []))}
+
+
+def fault_train(root: Path, p: dict, rng: random.Random) -> dict:
+    """SIGKILL one of the 2 Ray Train workers of the distill stage mid-run; compare with an uninterrupted run."""
+    from gkd.config import load_config
+
+    shutil.rmtree(root, ignore_errors=True)
+    exp = experiment(root / "killed", p)
+    exp["distill"].update(method="vanilla")
+    conf = write_config(root / "killed.yaml", exp)
+    clean_exp = experiment(root / "clean", p)
+    clean_exp["distill"].update(method="vanilla")
+    clean_conf = write_config(root / "clean.yaml", clean_exp)
+    every = exp["distill"]["checkpoint_every"]
+    for c in (conf, clean_conf):
+        assert run_to_end(["run", "--config", str(c), "--no-track", "--stages", "ingest"],
+                          Path(str(c).replace(".yaml", "-ingest.log")), 900) == 0, "ingest failed"
+    log_path = root / "logs" / "killed.log"
+    proc = gkd(["run", "--config", str(conf), "--no-track", "--stages", "distill"], log_path)
+    kill_at = rng.randint(every + 1, 2 * every - 1)  # inside the second checkpoint interval
+
+    def epoch() -> int:
+        done = re.findall(r"vanilla epoch (\d+):", log_path.read_text(errors="replace")) if log_path.is_file() else []
+        return max(map(int, done), default=0)
+
+    wait_until(lambda: epoch() >= kill_at, proc, 1800, f"vanilla epoch {kill_at}")
+    workers = descendants(proc.pid, "RayTrainWorker")
+    at, victim = epoch(), None
+    if workers and proc.poll() is None:
+        victim = workers[rng.randrange(len(workers))]
+        victim.kill()
+    rc = finish(proc, 1800, "distill after the worker kill")
+    text = log_path.read_text(errors="replace")
+    resumed = [int(x) for x in re.findall(r"resumes after epoch (\d+)", text)]
+    first_resume = text.find("resumes after epoch")
+    reached = max(map(int, re.findall(r"vanilla epoch (\d+):", text[:first_resume] if resumed else text)),
+                  default=0)
+    clean_rc = run_to_end(["run", "--config", str(clean_conf), "--no-track", "--stages", "distill"],
+                          root / "logs" / "clean.log", 1800)
+    cfg, ccfg = load_config(conf), load_config(clean_conf)
+    killed_m = _metrics(cfg.stage_dir("distill") / "metrics.json") if rc == 0 else None
+    clean_m = _metrics(ccfg.stage_dir("distill") / "metrics.json") if clean_rc == 0 else None
+    return {"workers": len(workers), "killed_pid": victim.pid if victim else None, "killed_after_epoch": at,
+            "checkpoint_every": every, "resumed_after_epoch": min(resumed) if resumed else None,
+            "reached_epoch": reached, "epochs_redone": (reached - min(resumed)) if resumed else None, "rc": rc, "clean_rc": clean_rc,
+            "killed_run": killed_m, "uninterrupted_run": clean_m,
+            "same_final_metrics": None if not (killed_m and clean_m) else killed_m == clean_m}
+
+
+def _registry_versions(workdir: Path, name: str, uri: str | None = None) -> int:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri or f"sqlite:///{(workdir / 'mlflow.db').resolve()}")
+    try:
+        return len(client.search_model_versions(f"name='{name}-student'"))
+    except Exception:  # noqa: BLE001 - no registered model yet
+        return 0
+
+
+def _student_numbers(cfg) -> dict:
+    out = {}
+    for stage in ("distill", "refine"):
+        path = cfg.stage_dir(stage) / "metrics.json"
+        if path.is_file():
+            m = json.loads(path.read_text())
+            test = m["test"] if "test" in m else m["refined"]["test"]
+            out[stage] = round(float(test["acc"]), 6)
+    return out
+
+
+def fault_driver(root: Path, p: dict, rng: random.Random) -> dict:
+    """SIGKILL `gkd run` once inside each stage in turn, then rerun; compare with an uninterrupted run."""
+    from gkd.config import load_config
+
+    shutil.rmtree(root, ignore_errors=True)
+    conf = write_config(root / "killed.yaml", experiment(root / "killed", p, "rel-driver"))
+    clean = write_config(root / "clean.yaml", experiment(root / "clean", p, "rel-driver"))
+    kills, redone = [], []
+    for i, stage in enumerate(STAGES):
+        log_path = root / "logs" / f"kill-{stage}.log"
+        proc = gkd(["run", "--config", str(conf)], log_path)
+        inside = wait_until(lambda: marker(root / "killed", stage).get("status") == "running", proc, 1800,
+                            f"stage {stage} running")
+        time.sleep(rng.uniform(0.0, 1.5))
+        alive = proc.poll() is None
+        if alive:
+            kill_tree(proc)
+        kills.append({"stage": stage, "inside": inside and alive,
+                      "status_after": marker(root / "killed", stage).get("status")})
+        redone += _redone(log_path.read_text(errors="replace"), STAGES[:i])
+    final_log = root / "logs" / "final.log"
+    rc = run_to_end(["run", "--config", str(conf)], final_log, 3600)
+    redone += _redone(final_log.read_text(errors="replace"), STAGES)
+    clean_rc = run_to_end(["run", "--config", str(clean)], root / "logs" / "clean.log", 3600)
+    cfg, ccfg = load_config(conf), load_config(clean)
+    killed_n, clean_n = _student_numbers(cfg), _student_numbers(ccfg)
+    versions = _registry_versions(root / "killed", "rel-driver")
+    return {"kills": kills, "rc": rc, "clean_rc": clean_rc, "stages_redone_after_done": redone,
+            "killed_run": killed_n, "uninterrupted_run": clean_n,
+            "same_final_metrics": bool(killed_n) and killed_n == clean_n, "registry_versions": versions,
+            "duplicate_versions": max(0, versions - 1)}
+
+
+def _redone(text: str, finished: tuple[str, ...]) -> list[str]:
+    """Stages a run executed again although an earlier run had finished them (no 'up to date' line for them
+    while its progress line shows it ran)."""
+    ran = re.findall(r"\[\d+/\d+\] (\w+) \.\.\.", text)
+    skipped = set(re.findall(r"(\w+): up to date", text))
+    return [s for s in ran if s in finished and s not in skipped]
+
+
+# ----------------------------------------------------------------------------- serve, fuzz, listeners
+
+
+def _serve(conf: Path, checkpoint: Path, replicas: int, log_path: Path) -> tuple[subprocess.Popen, str]:
+    from gkd.bench.serve import wait_healthy
+    from gkd.runtime import free_port
+
+    port = free_port()
+    proc = gkd(["serve", "--config", str(conf), "--checkpoint", str(checkpoint), "--port", str(port),
+                "--set", f"serve.num_replicas={replicas}"], log_path)
+    base = f"http://127.0.0.1:{port}"
+    wait_healthy(base, timeout_s=600, proc=proc)
+    return proc, base
+
+
+def _served_world(root: Path, p: dict) -> tuple[Path, Path, Path]:
+    """A finished pipeline to serve: the driver fault's uninterrupted run when there, else its own."""
+    from gkd.config import load_config
+    from gkd.gnn.stage import served_checkpoint
+
+    conf = root.parent / "driver" / "clean.yaml"
+    if not conf.is_file():
+        conf = write_config(root / "world.yaml", experiment(root / "world", p, "rel-serve"))
+        assert run_to_end(["run", "--config", str(conf), "--no-track"], root / "logs" / "world.log", 3600) == 0
+    cfg = load_config(conf)
+    return conf, served_checkpoint(cfg), cfg.graph_dir
+
+
+def _probe(base: str, body: bytes, stop: threading.Event, record: list) -> None:
+    """One request every 50 ms: (time, ok) pairs, to time the recovery."""
+    while not stop.is_set():
+        t = time.time()
+        try:
+            req = urllib.request.Request(f"{base}/v1/predict", data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                ok = r.status == 200
+        except (OSError, urllib.error.HTTPError):
+            ok = False
+        record.append((t, ok))
+        time.sleep(0.05)
+
+
+def fault_serve(root: Path, p: dict, rng: random.Random) -> dict:
+    from gkd.bench.serve import lua_script, payloads, wrk
+
+    if shutil.which("wrk") is None:
+        return {"skipped": "wrk is not installed (make wrk)"}
+    shutil.rmtree(root / "logs", ignore_errors=True)
+    conf, ckpt, graph = _served_world(root, p)
+    bodies = payloads(graph, seed=0, count=64)["ids1"]
+    script = lua_script(root / "ids1.lua", "/v1/predict", bodies)
+    out = {}
+    for replicas in (1, 2):
+        proc, base = _serve(conf, ckpt, replicas, root / "logs" / f"serve-{replicas}.log")
+        try:
+            pids = [r.pid for r in descendants(proc.pid, "ServeReplica")]
+            result, record, stop = {}, [], threading.Event()
+            prober = threading.Thread(target=_probe, args=(base, bodies[0].encode(), stop, record), daemon=True)
+            load = threading.Thread(target=lambda: result.update(wrk(f"{base}/v1/predict", script, 16,
+                                                                     p["serve_s"], 10)), daemon=True)
+            load.start()
+            prober.start()
+            time.sleep(p["serve_s"] / 3)
+            victims = descendants(proc.pid, "ServeReplica")
+            killed_at = time.time()
+            if victims:
+                victims[rng.randrange(len(victims))].kill()
+            load.join(p["serve_s"] + 120)
+            time.sleep(1.0)
+            stop.set()
+            prober.join(30)
+            after = [ok for t, ok in record if t >= killed_at]
+            fails = [t for t, ok in record if t >= killed_at and not ok]
+            recovered = next((t for t, ok in record if t > (max(fails) if fails else killed_at) and ok), None)
+            back = wait_until(lambda: len(descendants(proc.pid, "ServeReplica")) >= replicas, proc, 120,
+                              f"{replicas} replica(s) back")
+            out[str(replicas)] = {
+                "replicas_before": len(pids), "killed": bool(victims), "wrk": result,
+                "failed_requests": int(result.get("non_2xx", 0) + result.get("socket_errors", 0)) if result else None,
+                "probe_requests_after_kill": len(after), "probe_failures": len(fails),
+                "seconds_to_recovery": round(recovered - killed_at, 2) if fails and recovered else 0.0,
+                "replicas_back": back}
+        finally:
+            kill_tree(proc)
+    return out
+
+
+def fault_fuzz(root: Path, p: dict, rng: random.Random) -> dict:
+    """schemathesis against a live `gkd serve` (every default check), then its listening sockets."""
+    conf, ckpt, _ = _served_world(root, p)
+    proc, base = _serve(conf, ckpt, 1, root / "logs" / "fuzz-serve.log")
+    try:
+        fuzz = live_fuzz(base, p["fuzz"])
+        fuzz["listeners"] = listeners(proc.pid)
+    finally:
+        kill_tree(proc)
+    return fuzz
+
+
+def live_fuzz(base: str, examples: int) -> dict:
+    """Every operation's schema-valid cases, and schema-invalid ones for POST /v1/predict, sent to `base`:
+    cases, 5xx answers, statuses the schema does not list, and the other check failures (by check)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+    from schemathesis.config import SchemathesisConfig
+
+    config = SchemathesisConfig.from_dict({"checks": {
+        "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "404", "413"]},
+        "negative_data_rejection": {"expected-statuses": ["400", "401", "404", "413", "422"]}}})
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json", config=config)
+    counts = {"cases": 0, "server_errors": 0, "undocumented_statuses": 0, "check_failures": {}, "statuses": {}}
+    examples_of = []
+    for op in (o.ok() for o in schema.get_all_operations()):
+        documented = {str(s) for s in op.definition.raw.get("responses", {})}
+        modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if op.method.upper() == "POST" else [])
+        for mode in modes:
+            @given(case=op.as_strategy(generation_mode=mode))
+            @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            def send(case):
+                response = case.call(base_url=base)
+                code = response.status_code
+                counts["cases"] += 1
+                counts["statuses"][str(code)] = counts["statuses"].get(str(code), 0) + 1
+                if code >= 500:
+                    counts["server_errors"] += 1
+                    examples_of.append({"op": op.label, "status": code, "body": str(case.body)[:200]})
+                if str(code) not in documented and f"{str(code)[0]}XX" not in documented:
+                    counts["undocumented_statuses"] += 1
+                    examples_of.append({"op": op.label, "status": code, "undocumented": True})
+                try:
+                    case.validate_response(response)
+                except Exception as err:  # noqa: BLE001 - each failed check is counted, not raised
+                    name = type(err).__name__
+                    counts["check_failures"][name] = counts["check_failures"].get(name, 0) + 1
+
+            send()
+    return {**counts, "examples": examples_of[:10]}
+
+
+def listeners(pid: int) -> dict:
+    """The listening sockets of pid and its descendants: how many, and those not on loopback."""
+    import psutil
+
+    from gkd.serve.app import is_loopback
+
+    own = {p.pid: p for p in psutil.Process(pid).children(recursive=True)} | {pid: psutil.Process(pid)}
+    socks = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections(kind="inet")
+             if c.status == psutil.CONN_LISTEN and c.pid in own]
+    exposed = [{"ip": ip, "port": port, "process": own[q].name()} for ip, port, q in socks if not is_loopback(ip)]
+    return {"listening": len(socks), "processes": len({q for _, _, q in socks}), "non_loopback": exposed}
+
+
+# ----------------------------------------------------------------------------- full disk
+
+
+def fault_disk(root: Path, p: dict, rng: random.Random) -> dict:
+    """The work dir on a 64 MiB tmpfs, filled but for 256 KiB: ingest must stop with a clear error; once the
+    filler is gone, a rerun completes and `gkd validate` passes."""
+    if os.geteuid() != 0:
+        return {"skipped": "mounting a tmpfs needs root"}
+    shutil.rmtree(root, ignore_errors=True)
+    mnt = root / "mnt"
+    mnt.mkdir(parents=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        return {"skipped": f"mount -t tmpfs failed: {r.stderr.strip()[:200]}"}
+    try:
+        exp = experiment(mnt / "work", p)
+        exp["ingest"]["source"].update(num_nodes=20000, num_edges=80000, words_per_node=16)
+        exp["ingest"]["encoder"] = {"name": "hashing", "dim": 256}
+        conf = write_config(root / "experiment.yaml", exp)
+        filler = mnt / "filler"
+        free = shutil.disk_usage(mnt).free
+        with open(filler, "wb") as f:
+            f.truncate(0)
+            f.write(b"\0" * max(0, free - 256 * 1024))
+        args = ["ingest", "--config", str(conf), "--no-track"]
+        rc = run_to_end(args, root / "logs" / "full.log", 900)
+        text = (root / "logs" / "full.log").read_text(errors="replace")
+        errors = [ln for ln in text.splitlines() if ln.startswith("gkd ingest: error:")]
+        v = subprocess.run([sys.executable, "-m", "gkd.cli", "validate", str(mnt / "work" / "graph")],
+                           capture_output=True, text=True)
+        filler.unlink()
+        rerun = run_to_end(args, root / "logs" / "rerun.log", 900)
+        v2 = subprocess.run([sys.executable, "-m", "gkd.cli", "validate", str(mnt / "work" / "graph")],
+                            capture_output=True, text=True)
+        return {"rc_when_full": rc, "clear_error": len(errors) == 1 and "No space left" in errors[0],
+                "error": errors[0][:300] if errors else text[-300:], "traceback": "Traceback" in text,
+                "validate_when_full": {"rc": v.returncode, "says": (v.stdout + v.stderr).strip()[-300:]},
+                "rerun_rc": rerun, "validate_after_rerun": {"rc": v2.returncode, "says": v2.stdout.strip()[-200:]}}
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+# ----------------------------------------------------------------------------- MLflow on PostgreSQL
+
+
+def _pg_bin() -> Path | None:
+    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (d / "initdb").is_file():
+            return d
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def fault_mlflow(root: Path, p: dict, rng: random.Random) -> dict:
+    """mlflow server on PostgreSQL, stopped inside the distill stage of `gkd run`, started again, job rerun."""
+    from gkd.runtime import free_port
+
+    pg = _pg_bin()
+    if pg is None:
+        return {"skipped": "no PostgreSQL server binaries (Debian package postgresql)"}
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg2") is None:  # MLflow's PostgreSQL driver
+        return {"skipped": "psycopg2 is not installed (pip install psycopg2-binary)"}
+    shutil.rmtree(root, ignore_errors=True)
+    data = Path(f"/tmp/gkd-pg-{os.getpid()}")
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_pg:
+        shutil.chown(data, "postgres")
+    pg_port, port = free_port(), free_port()
+    run = lambda *cmd: subprocess.run([*as_pg, *cmd], capture_output=True, text=True, timeout=120)  # noqa: E731
+    r = run(str(pg / "initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust")
+    if r.returncode != 0:
+        return {"skipped": f"initdb failed: {r.stderr.strip()[:300]}"}
+    r = run(str(pg / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "pg.log"), "-w", "-o",
+            f"-p {pg_port} -k {data} -c listen_addresses=127.0.0.1", "start")
+    if r.returncode != 0:
+        return {"skipped": f"pg_ctl start failed: {r.stderr.strip()[:300]}"}
+    server = None
+    try:
+        run(str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres", "mlflow")
+        backend = f"postgresql://postgres@127.0.0.1:{pg_port}/mlflow"
+        uri = f"http://127.0.0.1:{port}"
+
+        def start_server() -> subprocess.Popen:
+            s = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
+                                  "--artifacts-destination", (root / "artifacts").resolve().as_uri(),
+                                  "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                                 stdout=open(root / "mlflow-server.log", "ab"), stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+            wait_until(lambda: _http_ok(f"{uri}/health"), s, 300, "mlflow server health")
+            return s
+
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+        server = start_server()
+        conf = write_config(root / "experiment.yaml", experiment(root / "work", p, "rel-mlflow"))
+        env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+        log_path = root / "logs" / "outage.log"
+        proc = gkd(["run", "--config", str(conf)], log_path, env)
+        wait_until(lambda: marker(root / "work", "distill").get("status") == "running", proc, 1800,
+                   "distill running")
+        kill_tree(server)
+        stopped_at = time.time()
+        rc = finish(proc, 1800, "gkd run during the outage")
+        text = log_path.read_text(errors="replace")
+        errors = [ln for ln in text.splitlines() if ln.startswith("gkd run: error:")]
+        server = start_server()
+        rerun = run_to_end(["run", "--config", str(conf)], root / "logs" / "rerun.log", 3600, env)
+        counts = _tracking_counts(uri, "rel-mlflow")
+        return {"backend": "postgresql", "rc_during_outage": rc, "seconds_after_stop": round(time.time() - stopped_at, 1),
+                "error_names_uri": bool(errors) and uri in errors[0], "error": errors[0][:300] if errors else None,
+                "traceback": "Traceback" in text, "rerun_rc": rerun, **counts}
+    finally:
+        if server is not None and server.poll() is None:
+            kill_tree(server)
+        run(str(pg / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _tracking_counts(uri: str, name: str) -> dict:
+    """Per stage, the finished runs that did the stage's work (not tagged skipped) beyond one; registered
+    versions beyond one; done stages without a finished run (lost)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
+    worked: dict[str, int] = {}
+    for r in runs:
+        stage = r.data.tags.get("mlflow.runName", r.info.run_name)
+        if stage in STAGES and r.info.status == "FINISHED" and r.data.tags.get("gkd.skipped") == "false":
+            worked[stage] = worked.get(stage, 0) + 1
+    versions = len(client.search_model_versions(f"name='{name}-student'"))
+    duplicate_runs = sum(max(0, n - 1) for n in worked.values())
+    return {"runs": len(runs), "stage_runs_that_worked": worked, "registry_versions": versions,
+            "duplicate_stage_runs": duplicate_runs, "duplicate_versions": max(0, versions - 1),
+            "lost_stage_runs": sum(1 for s in STAGES if worked.get(s, 0) == 0),
+            "duplicates": duplicate_runs + max(0, versions - 1)}
+
+
+# ----------------------------------------------------------------------------- the suite
+
+
+RUNNERS = {"inputs": fault_inputs, "stream": fault_stream, "ingest": fault_ingest, "train": fault_train,
+           "driver": fault_driver, "serve": fault_serve, "fuzz": fault_fuzz, "disk": fault_disk,
+           "mlflow": fault_mlflow}
+
+
+def keys(faults: dict) -> dict:
+    """The result keys, each from its fault's counts (None when the fault did not run)."""
+    def get(fault: str, *path):
+        v = faults.get(fault) or {}
+        for k in path:
+            v = v.get(k) if isinstance(v, dict) else None
+        return v
+
+    listen = get("fuzz", "listeners", "non_loopback")
+    return {"nodes_lost": get("stream", "lost"), "nodes_duplicated": get("stream", "duplicated"),
+            "fuzz_cases": get("fuzz", "cases"), "fuzz_server_errors": get("fuzz", "server_errors"),
+            "fuzz_undocumented_statuses": get("fuzz", "undocumented_statuses"),
+            "non_loopback_listeners": None if listen is None else len(listen),
+            "bad_inputs_tried": get("inputs", "tried"), "bad_inputs_clear_errors": get("inputs", "clear_errors"),
+            "failed_requests_one_replica": get("serve", "1", "failed_requests"),
+            "failed_requests_two_replicas": get("serve", "2", "failed_requests"),
+            "mlflow_outage_duplicates": get("mlflow", "duplicates")}
+
+
+def run(profile: str, out: Path, workdir: Path, faults: list[str] | None = None, seed: int = 0,
+        argv: list[str] | None = None) -> dict:
+    p = PROFILES[profile]
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    prev = json.loads(out.read_text()) if out.is_file() else {}
+    results = dict(prev.get("faults", {})) if prev.get("profile") == profile else {}
+    t0 = time.time()
+    tiny_llama(workdir, p)
+    for name in faults or FAULTS:
+        rng = random.Random(f"{seed}-{name}")
+        log.info("fault %s (%s profile)", name, profile)
+        t = time.time()
+        try:
+            results[name] = RUNNERS[name](workdir / name, p, rng)
+        except Exception as err:  # noqa: BLE001 - one fault's failure is recorded; the others still run
+            log.exception("fault %s failed", name)
+            results[name] = {"error": f"{type(err).__name__}: {err}"[:500]}
+        results[name]["wall_s"] = round(time.time() - t, 1)
+        log.info("fault %s: %s", name, json.dumps(results[name], default=str)[:600])
+        write_result(out, {"profile": profile, "faults": results, **keys(results)}, "gkd.bench.reliability", argv)
+    return write_result(out, {"profile": profile, "faults": results, **keys(results),
+                              "wall_s": round(time.time() - t0, 1)}, "gkd.bench.reliability", argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gkd.runtime import setup_logging
+
+    parser = suite_parser(__doc__, "reliability", PROFILES, "bench/work/reliability")
+    parser.add_argument("--faults", type=lambda v: [x.strip() for x in v.split(",") if x.strip()],
+                        help=f"a comma-separated subset of {','.join(FAULTS)} (default: all); results of the "
+                             "others already in --out are kept")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kill points")
+    args = parser.parse_args(argv)
+    setup_logging()
+    unknown = sorted(set(args.faults or []) - set(FAULTS))
+    if unknown:
+        parser.error(f"--faults: unknown {', '.join(unknown)}; choose from {', '.join(FAULTS)}")
+    run(args.profile, Path(args.out), Path(args.workdir), args.faults, args.seed, argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
