@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv demo test test-fast bench bench-quick bench-quality bench-cost bench-sampler bench-stream bench-serve bench-scale wrk bench-wheels apt-lists clean
+.PHONY: venv demo test test-fast bench bench-quick bench-quality bench-cost bench-sampler bench-stream bench-serve bench-scale bench-reliability wrk bench-wheels apt-lists clean
 
 venv: $(STAMP)
 
@@ -51,7 +51,7 @@ bench: venv apt-lists wrk bench-wheels
 bench-quick: venv wrk
 	$(VENV)/bin/gkd bench --profile quick
 
-bench-quality bench-cost bench-sampler bench-stream bench-serve bench-scale: bench-%: venv apt-lists wrk bench-wheels
+bench-quality bench-cost bench-sampler bench-stream bench-serve bench-scale bench-reliability: bench-%: venv apt-lists wrk bench-wheels
 	$(VENV)/bin/gkd bench --suite $* $(BENCH_ARGS)
 
 # the HTTP load generator of the serve suite

@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_serve)
     p = sub.add_parser("bench", help="benchmark suites -> bench/results/*.json and BENCHMARKS.md")
     p.add_argument("--suite", default="all", help="all, or a comma-separated subset of "
-                   "quality,cost,sampler,stream,serve,scale")
+                   "quality,cost,sampler,stream,serve,scale,reliability")
     p.add_argument("--profile", choices=["full", "quick"], default="full",
                    help="quick: a few minutes per suite on small inputs (the CI smoke test; results in bench/quick/)")
     p.add_argument("--root", help="folder for results/, work/, plots/ (default bench/ for full, bench/quick/ for quick)")

@@ -29,3 +29,34 @@ def test_free_port_skips_a_taken_port_and_falls_back_to_the_os(monkeypatch):
     # no room below a low ephemeral range: the OS's pick
     monkeypatch.setattr(runtime, "ephemeral_port_range", lambda: (15000, 60999))
     assert runtime.free_port() >= 15000
+
+
+def test_a_restart_without_a_checkpoint_finds_the_newest_one_that_loads(tmp_path):
+    """persisted_checkpoint: what a Ray Train worker reads when Ray Train restarted it with no checkpoint."""
+    import json
+
+    from gkd.llm.tune import DS_DIR, STATE_FILE, complete_state
+    from gkd.runtime import local_run_dir, persisted_checkpoint
+
+    run = tmp_path / "run"
+    assert persisted_checkpoint(None, complete_state) is None and persisted_checkpoint(run, complete_state) is None
+
+    def folder(stamp: str, step: int, ranks: list[int], zero_stage: int = 2):
+        d = run / f"checkpoint_2026-12-03_10-16-{stamp}"
+        (d / DS_DIR / f"step{step}").mkdir(parents=True)
+        (d / STATE_FILE).write_text(json.dumps({"step": step, "world_size": 2, "zero_stage": zero_stage}))
+        for r in ranks:
+            (d / DS_DIR / f"step{step}" / f"bf16_zero_pp_rank_{r}_mp_rank_00_optim_states.pt").write_bytes(b"x")
+        return d
+
+    folder("09.97", 4, [0, 1])
+    newest = folder("40.05", 8, [0])  # rank 1's shards never arrived: passed over
+    ckpt, state = persisted_checkpoint(run, complete_state)
+    assert state["step"] == 4 and ckpt.path.endswith("checkpoint_2026-12-03_10-16-09.97")
+    (newest / DS_DIR / "step8" / "bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt").write_bytes(b"x")
+    assert persisted_checkpoint(run, complete_state)[1]["step"] == 8
+    folder("59.00", 12, [], zero_stage=0)  # no ZeRO: the state file is enough
+    assert persisted_checkpoint(run, complete_state)[1]["step"] == 12
+    (run / "checkpoint_2026-12-03_10-17-00.00").mkdir()  # cut before its state file: skipped
+    assert persisted_checkpoint(run, complete_state)[1]["step"] == 12
+    assert local_run_dir("s3://bucket/runs", "x") is None and local_run_dir(tmp_path, "x") == str(tmp_path / "x")

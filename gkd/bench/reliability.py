@@ -31,6 +31,7 @@ are null: never a number it did not measure.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -77,7 +78,7 @@ def experiment(root: Path, p: dict, name: str = "rel") -> dict:
 
     cfg = quick_config(root)
     cfg["name"] = name
-    cfg["llm"] = {"model": str(root.parent / "tiny-llama")}
+    cfg["llm"] = {"model": str(p["llama"])}
     cfg["ingest"]["source"].update(num_nodes=p["nodes"], num_edges=4 * p["nodes"])
     cfg["ingest"]["split"] = {"train_per_class": 20, "val_per_class": 20}
     cfg["rationale"].update(unlabeled_budget=p["budget"], batch_size=p["batch"], num_actors=2)
@@ -99,7 +100,7 @@ def tiny_llama(root: Path, p: dict) -> Path:
     from gkd.llm.models import make_tiny_llama
     from gkd.pipeline import run_stage
 
-    out = root / "tiny-llama"
+    out = Path(p["llama"])
     if not (out / "config.json").is_file():
         from gkd.data.store import TAG
 
@@ -177,10 +178,18 @@ def descendants(pid: int, match: str) -> list:
     return out
 
 
-def marker(workdir: Path, stage: str) -> dict:
+@functools.lru_cache(maxsize=64)
+def _stage_dir(conf: str, stage: str) -> Path:
+    from gkd.config import load_config
+
+    return load_config(conf).stage_dir(stage)
+
+
+def marker(conf: Path, stage: str) -> dict:
+    """The stage's marker (stage.json) in the experiment of config file `conf`, {} while there is none."""
     from gkd.pipeline import MARKER
 
-    path = workdir / ("graph" if stage == "ingest" else stage) / MARKER
+    path = _stage_dir(str(conf), stage) / MARKER
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -260,7 +269,7 @@ def fault_stream(root: Path, p: dict, rng: random.Random) -> dict:
         actor["rerun_rc"] = run_to_end([*args, "--stages", "rationale"], root / "logs" / "final.log", 1800)
     from gkd.llm.rationale import read_rationales
 
-    m = marker(cfg.workdir, "rationale")
+    m = marker(conf, "rationale")
     read = read_rationales(out_dir)["node_id"].to_numpy()
     budget_n = m.get("summary", {}).get("budget")
     counts = _rationale_counts(out_dir, budget)
@@ -302,7 +311,7 @@ def fault_ingest(root: Path, p: dict, rng: random.Random) -> dict:
         kill_tree(proc)
     cached = int(len(FeatureCache(root / "cache", encoder_id(cfg.ingest.encoder)).known_hashes()))
     rc = run_to_end(["ingest", "--config", str(conf), "--no-track"], root / "logs" / "rerun.log", 1800)
-    m = marker(cfg.workdir, "ingest")
+    m = marker(conf, "ingest")
     enc = (m.get("summary") or {}).get("encoder") or {}
     encoded, from_cache = enc.get("encoded"), enc.get("from_cache")
     return {"texts": total, "killed_mid_encode": killed, "cached_at_kill": cached, "missing_at_kill": total - cached,
@@ -392,21 +401,23 @@ def fault_driver(root: Path, p: dict, rng: random.Random) -> dict:
     conf = write_config(root / "killed.yaml", experiment(root / "killed", p, "rel-driver"))
     clean = write_config(root / "clean.yaml", experiment(root / "clean", p, "rel-driver"))
     kills, redone = [], []
-    for i, stage in enumerate(STAGES):
+    for stage in STAGES:
         log_path = root / "logs" / f"kill-{stage}.log"
+        finished = tuple(s for s in STAGES if marker(conf, s).get("status") == "done")
         proc = gkd(["run", "--config", str(conf)], log_path)
-        inside = wait_until(lambda: marker(root / "killed", stage).get("status") == "running", proc, 1800,
+        inside = wait_until(lambda: marker(conf, stage).get("status") == "running", proc, 1800,
                             f"stage {stage} running")
         time.sleep(rng.uniform(0.0, 1.5))
         alive = proc.poll() is None
         if alive:
             kill_tree(proc)
         kills.append({"stage": stage, "inside": inside and alive,
-                      "status_after": marker(root / "killed", stage).get("status")})
-        redone += _redone(log_path.read_text(errors="replace"), STAGES[:i])
+                      "status_after": marker(conf, stage).get("status")})
+        redone += _redone(log_path.read_text(errors="replace"), finished)
     final_log = root / "logs" / "final.log"
+    finished = tuple(s for s in STAGES if marker(conf, s).get("status") == "done")
     rc = run_to_end(["run", "--config", str(conf)], final_log, 3600)
-    redone += _redone(final_log.read_text(errors="replace"), STAGES)
+    redone += _redone(final_log.read_text(errors="replace"), finished)
     clean_rc = run_to_end(["run", "--config", str(clean)], root / "logs" / "clean.log", 3600)
     cfg, ccfg = load_config(conf), load_config(clean)
     killed_n, clean_n = _student_numbers(cfg), _student_numbers(ccfg)
@@ -418,8 +429,8 @@ def fault_driver(root: Path, p: dict, rng: random.Random) -> dict:
 
 
 def _redone(text: str, finished: tuple[str, ...]) -> list[str]:
-    """Stages a run executed again although an earlier run had finished them (no 'up to date' line for them
-    while its progress line shows it ran)."""
+    """Stages a run executed again although their markers said `done` before it started (its progress line
+    shows the stage, with no 'up to date' line for it)."""
     ran = re.findall(r"\[\d+/\d+\] (\w+) \.\.\.", text)
     skipped = set(re.findall(r"(\w+): up to date", text))
     return [s for s in ran if s in finished and s not in skipped]
@@ -473,6 +484,7 @@ def fault_serve(root: Path, p: dict, rng: random.Random) -> dict:
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (make wrk)"}
     shutil.rmtree(root / "logs", ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
     conf, ckpt, graph = _served_world(root, p)
     bodies = payloads(graph, seed=0, count=64)["ids1"]
     script = lua_script(root / "ids1.lua", "/v1/predict", bodies)
@@ -612,8 +624,11 @@ def fault_disk(root: Path, p: dict, rng: random.Random) -> dict:
         rerun = run_to_end(args, root / "logs" / "rerun.log", 900)
         v2 = subprocess.run([sys.executable, "-m", "gkd.cli", "validate", str(mnt / "work" / "graph")],
                             capture_output=True, text=True)
-        return {"rc_when_full": rc, "clear_error": len(errors) == 1 and "No space left" in errors[0],
-                "error": errors[0][:300] if errors else text[-300:], "traceback": "Traceback" in text,
+        # Ray Data logs its tasks' stack traces itself; what counts is that gkd's own process ends with one
+        # clear line and exit 2 (an uncaught exception would end with a traceback and exit 1)
+        return {"rc_when_full": rc, "clear_error": len(errors) == 1 and "no space left" in errors[0].lower(),
+                "error": errors[0][:300] if errors else text[-300:], "traceback": rc not in (0, 2),
+                "ray_logged_tracebacks": text.count("Traceback (most recent call last)"),
                 "validate_when_full": {"rc": v.returncode, "says": (v.stdout + v.stderr).strip()[-300:]},
                 "rerun_rc": rerun, "validate_after_rerun": {"rc": v2.returncode, "says": v2.stdout.strip()[-200:]}}
     finally:
@@ -680,7 +695,7 @@ def fault_mlflow(root: Path, p: dict, rng: random.Random) -> dict:
                "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
         log_path = root / "logs" / "outage.log"
         proc = gkd(["run", "--config", str(conf)], log_path, env)
-        wait_until(lambda: marker(root / "work", "distill").get("status") == "running", proc, 1800,
+        wait_until(lambda: marker(conf, "distill").get("status") == "running", proc, 1800,
                    "distill running")
         kill_tree(server)
         stopped_at = time.time()
@@ -692,7 +707,7 @@ def fault_mlflow(root: Path, p: dict, rng: random.Random) -> dict:
         counts = _tracking_counts(uri, "rel-mlflow")
         return {"backend": "postgresql", "rc_during_outage": rc, "seconds_after_stop": round(time.time() - stopped_at, 1),
                 "error_names_uri": bool(errors) and uri in errors[0], "error": errors[0][:300] if errors else None,
-                "traceback": "Traceback" in text, "rerun_rc": rerun, **counts}
+                "traceback": rc not in (0, 2), "rerun_rc": rerun, **counts}
     finally:
         if server is not None and server.poll() is None:
             kill_tree(server)
@@ -710,22 +725,26 @@ def _http_ok(url: str) -> bool:
 
 def _tracking_counts(uri: str, name: str) -> dict:
     """Per stage, the finished runs that did the stage's work (not tagged skipped) beyond one; registered
-    versions beyond one; done stages without a finished run (lost)."""
+    versions beyond one; stages without any finished run, skipped or not (lost: their metrics are nowhere)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(name)
     runs = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
     worked: dict[str, int] = {}
+    finished: set[str] = set()  # a skipped stage's run carries its metrics and artifacts too
     for r in runs:
         stage = r.data.tags.get("mlflow.runName", r.info.run_name)
-        if stage in STAGES and r.info.status == "FINISHED" and r.data.tags.get("gkd.skipped") == "false":
-            worked[stage] = worked.get(stage, 0) + 1
+        if stage in STAGES and r.info.status == "FINISHED":
+            finished.add(stage)
+            if r.data.tags.get("gkd.skipped") == "false":
+                worked[stage] = worked.get(stage, 0) + 1
     versions = len(client.search_model_versions(f"name='{name}-student'"))
     duplicate_runs = sum(max(0, n - 1) for n in worked.values())
     return {"runs": len(runs), "stage_runs_that_worked": worked, "registry_versions": versions,
             "duplicate_stage_runs": duplicate_runs, "duplicate_versions": max(0, versions - 1),
-            "lost_stage_runs": sum(1 for s in STAGES if worked.get(s, 0) == 0),
+            "stages_without_a_working_run": [s for s in STAGES if worked.get(s, 0) == 0],
+            "lost_stage_runs": sum(1 for s in STAGES if s not in finished),
             "duplicates": duplicate_runs + max(0, versions - 1)}
 
 
@@ -758,8 +777,8 @@ def keys(faults: dict) -> dict:
 
 def run(profile: str, out: Path, workdir: Path, faults: list[str] | None = None, seed: int = 0,
         argv: list[str] | None = None) -> dict:
-    p = PROFILES[profile]
     workdir = Path(workdir).resolve()
+    p = {**PROFILES[profile], "llama": str(workdir / "tiny-llama")}
     workdir.mkdir(parents=True, exist_ok=True)
     prev = json.loads(out.read_text()) if out.is_file() else {}
     results = dict(prev.get("faults", {})) if prev.get("profile") == profile else {}
@@ -800,3 +819,97 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---------------------------------------------------------------- BENCHMARKS.md section (gkd.bench.markdown)
+
+
+MARKDOWN_TITLE = "Reliability: faults injected, outcomes counted"
+
+
+def verdicts(r: dict) -> dict[str, tuple[bool | None, str, str]]:
+    """Per fault: (goal met; None when it did not run, what was counted, the goal)."""
+    f = r.get("faults", {})
+    out = {}
+
+    def put(name, ok, counted, goal):
+        v = f.get(name)
+        if v is None:
+            return
+        if "skipped" in v:
+            out[name] = (None, f"skipped: {v['skipped']}", goal)
+        elif "error" in v:
+            out[name] = (False, f"the fault itself failed: {v['error']}", goal)
+        else:
+            out[name] = (bool(ok(v)), counted(v), goal)
+
+    put("inputs", lambda v: v["clear_errors"] == v["tried"],
+        lambda v: f"{v['clear_errors']} clear errors of {v['tried']} inputs ({v['byo_folders']} BYO folders, "
+                  f"{v['configs']} configs)", "every input a clear error")
+    put("stream", lambda v: v["lost"] == 0 and v["duplicated"] == 0 and v["stage_done"],
+        lambda v: f"{len(v['kills'])} driver kills + {'1 actor kill' if v['actor_kill'].get('killed') else 'no actor'}"
+                  f" over {v['batches']} batches: {v['budget']} budget nodes, {v['lost']} lost, {v['duplicated']} "
+                  f"written twice", "0 lost, 0 duplicated")
+    put("ingest", lambda v: v["rerun_rc"] == 0 and v["reencoded_beyond_missing"] == 0,
+        lambda v: f"killed with {v['cached_at_kill']:,} of {v['texts']:,} texts cached; the rerun encoded "
+                  f"{v['rerun_encoded']:,} ({v['reencoded_beyond_missing']:+,} beyond the missing ones)",
+        "only the missing texts re-encoded")
+    put("train", lambda v: v["rc"] == 0 and v["same_final_metrics"] and v["epochs_redone"] is not None
+        and v["epochs_redone"] <= v["checkpoint_every"],
+        lambda v: f"1 of {v['workers']} workers killed at epoch {v['reached_epoch']}; resumed after epoch "
+                  f"{v['resumed_after_epoch']} ({v['epochs_redone']} redone, checkpoint every "
+                  f"{v['checkpoint_every']}); final metrics {'equal to' if v['same_final_metrics'] else 'differ from'}"
+                  " an uninterrupted run", "epochs redone <= checkpoint interval, same final metrics")
+    put("driver", lambda v: v["rc"] == 0 and not v["stages_redone_after_done"] and v["same_final_metrics"]
+        and v["duplicate_versions"] == 0,
+        lambda v: f"`gkd run` killed inside {sum(k['inside'] for k in v['kills'])} of {len(v['kills'])} stages; "
+                  f"{len(v['stages_redone_after_done'])} finished stages redone; final metrics "
+                  f"{'equal to' if v['same_final_metrics'] else 'differ from'} an uninterrupted run; "
+                  f"{v['registry_versions']} registered version(s)",
+        "finished stages reused, same metrics, 1 version")
+    put("serve", lambda v: v.get("2", {}).get("failed_requests") == 0,
+        lambda v: "; ".join(f"{n} replica(s): {s['failed_requests']} of {s['wrk'].get('requests', 0):,} wrk "
+                            f"requests failed, recovered in {s['seconds_to_recovery']} s"
+                            for n, s in sorted(v.items()) if isinstance(s, dict) and "wrk" in s),
+        "0 failed requests with 2 replicas")
+    put("fuzz", lambda v: v["server_errors"] == 0 and v["undocumented_statuses"] == 0
+        and not v["listeners"]["non_loopback"],
+        lambda v: f"{v['cases']:,} generated requests: {v['server_errors']} 5xx, {v['undocumented_statuses']} "
+                  f"undocumented statuses; {v['listeners']['listening']} listening sockets, "
+                  f"{len(v['listeners']['non_loopback'])} off loopback",
+        "0 5xx, 0 undocumented, 0 off loopback")
+    put("disk", lambda v: v["clear_error"] and not v["traceback"] and v["rerun_rc"] == 0
+        and v["validate_after_rerun"]["rc"] == 0,
+        lambda v: f"ingest on a full tmpfs: exit {v['rc_when_full']}, "
+                  f"{'one clear error' if v['clear_error'] else 'no clear error'}"
+                  f"{', a traceback' if v['traceback'] else ''}; validate exit {v['validate_when_full']['rc']}; "
+                  f"rerun once freed: exit {v['rerun_rc']}", "a clear error, then a rerun completes")
+    put("mlflow", lambda v: v["rerun_rc"] == 0 and v["duplicates"] == 0
+        and (v["rc_during_outage"] == 0 or v["error_names_uri"]),
+        lambda v: f"server stopped inside distill: exit {v['rc_during_outage']}"
+                  f"{' naming the tracking URI' if v['error_names_uri'] else ''}; rerun exit {v['rerun_rc']}; "
+                  f"{v['duplicates']} duplicate runs/versions, {v['lost_stage_runs']} stages without a run",
+        "an error naming the URI (or it goes on), 0 duplicates")
+    return out
+
+
+def markdown_headline(r: dict) -> tuple[str, str]:
+    v = verdicts(r)
+    ran = [ok for ok, _, _ in v.values() if ok is not None]
+    return f"{sum(ran)}/{len(ran)}", "faults whose counted outcome meets its goal (0 lost, 0 duplicated, 0 5xx ...)"
+
+
+def markdown_section(r: dict, plot) -> list[str]:
+    from gkd.bench.markdown import table
+
+    rows = [[name, "–" if ok is None else ("yes" if ok else "**no**"), counted, goal]
+            for name, (ok, counted, goal) in verdicts(r).items()]
+    keys_row = ", ".join(f"`{k}` {r.get(k) if r.get(k) is not None else '–'}" for k in KEYS)
+    return (["Each fault SIGKILLs real gkd processes (and everything they started) or breaks what they depend on, "
+             "then reruns them; every figure is counted from the run (`gkd.bench.reliability`).", ""]
+            + table(["fault", "goal met", "counted", "goal"], rows) + ["", f"Result keys: {keys_row}."])
+
+
+def markdown_losses(r: dict) -> list[str]:
+    return [f"reliability fault `{name}` misses its goal ({goal}): {counted}."
+            for name, (ok, counted, goal) in verdicts(r).items() if ok is False]

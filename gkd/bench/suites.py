@@ -27,7 +27,7 @@ from pathlib import Path
 
 log = logging.getLogger("gkd.bench")
 
-SUITES = ["quality", "cost", "sampler", "stream", "serve", "scale"]
+SUITES = ["quality", "cost", "sampler", "stream", "serve", "scale", "reliability"]
 
 
 def layout(profile: str, root: Path | None = None, work: Path | None = None) -> dict[str, Path]:
@@ -50,6 +50,7 @@ def command(suite: str, profile: str, paths: dict[str, Path]) -> list[str]:
         "stream": ["--workdir", world],
         "serve": ["--workdir", world],
         "scale": ["--workdir", str(work / "scale")],
+        "reliability": ["--workdir", str(work / "reliability")],
     }[suite]
     return [sys.executable, "-m", f"gkd.bench.{suite}", "--profile", profile,
             "--out", str(results / f"{suite}.json"), *args]

@@ -28,7 +28,7 @@ from gkd.config import LLMConfig, TeacherConfig
 from gkd.errors import ConfigError, GkdError
 from gkd.live import RankZeroLogger, live_target
 from gkd.plots import reliability_png
-from gkd.runtime import previous_result
+from gkd.runtime import local_run_dir, previous_result
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,17 @@ def skip_shm_comm_op() -> None:
 # ----------------------------------------------------------------------------- per-worker loop
 
 
+def complete_state(folder: Path) -> dict:
+    """A persisted checkpoint folder's trainer state, if every rank's DeepSpeed shards of that step are in it
+    (Ray merges the ranks' folders one upload at a time: a kill can leave some out); else ValueError."""
+    state = json.loads((Path(folder) / STATE_FILE).read_text())
+    step_dir = Path(folder) / DS_DIR / f"step{state['step']}"
+    missing = [r for r in range(state["world_size"]) if not any(step_dir.glob(f"*zero_pp_rank_{r}_*"))]
+    if state.get("zero_stage", 0) > 0 and missing:
+        raise ValueError(f"ranks {missing} have no ZeRO shards in {step_dir}")
+    return state
+
+
 def _read_state(checkpoint) -> dict | None:
     if checkpoint is None:
         return None
@@ -309,6 +320,14 @@ def train_loop(config: dict) -> None:
                         config["max_steps"])
     checkpoint = ray.train.get_checkpoint()
     prior = _read_state(checkpoint)
+    if checkpoint is None:  # a restart whose checkpoint Ray Train lost track of (gkd.runtime.persisted_checkpoint)
+        from gkd.runtime import persisted_checkpoint
+
+        found = persisted_checkpoint(config.get("run_dir"), complete_state)
+        if found is not None:
+            checkpoint, prior = found
+            log.info("rank %d: no checkpoint from Ray Train; the newest persisted one is at step %d", rank,
+                     prior["step"])
     start = prior["step"] if prior else 0
     if start >= steps:
         log.info("checkpoint is at step %d of %d: nothing left to train", start, steps)
@@ -469,6 +488,7 @@ def tune_teacher(examples: list[dict], model_path: str | Path, cfg: TeacherConfi
         "dtype": llm_cfg.dtype,
         "torch_threads": llm_cfg.torch_threads,
         "mlflow": live_target("step."),  # rank 0 logs the per-step loss into the active stage run
+        "run_dir": local_run_dir(storage_path, name),
     }
     # DeepSpeed picks its accelerator from the environment; a CPU-only worker must be told
     worker_env = {} if cfg.use_gpu else {"env_vars": {"DS_ACCELERATOR": "cpu"}}

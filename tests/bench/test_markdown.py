@@ -249,7 +249,41 @@ def scale():
                            "note": "GPU throughput is assumed, not measured here."}}
 
 
-ALL = {"quality": quality, "cost": cost, "sampler": sampler, "stream": stream, "serve": serve, "scale": scale}
+def reliability():
+    """A full reliability.json: every fault ran but mlflow (skipped: no PostgreSQL); 2 replicas lost 3 requests."""
+    faults = {
+        "inputs": {"tried": 86, "clear_errors": 86, "byo_folders": 59, "configs": 27, "unclear": [], "wall_s": 0.3},
+        "stream": {"budget": 100, "batches": 25, "kills": [{"after_parts": 5, "target": 4, "reached": True,
+                                                            "processes_killed": 13}] * 3,
+                   "actor_kill": {"killed": True, "pid": 1, "after_parts": 9, "run_rc": 0}, "stage_done": True,
+                   "rows": 100, "nodes": 100, "lost": 0, "duplicated": 0, "outside_budget": 0, "wall_s": 337.8},
+        "ingest": {"texts": 1500, "killed_mid_encode": True, "cached_at_kill": 320, "missing_at_kill": 1180,
+                   "rerun_rc": 0, "rerun_encoded": 1180, "rerun_from_cache": 320, "reencoded_beyond_missing": 0},
+        "train": {"workers": 2, "killed_after_epoch": 5, "reached_epoch": 7, "checkpoint_every": 4,
+                  "resumed_after_epoch": 4, "epochs_redone": 3, "rc": 0, "clean_rc": 0,
+                  "same_final_metrics": True},
+        "driver": {"kills": [{"stage": s, "inside": True, "status_after": "running"}
+                             for s in ("ingest", "rationale", "teacher", "distill", "refine", "register")],
+                   "rc": 0, "clean_rc": 0, "stages_redone_after_done": [], "same_final_metrics": True,
+                   "registry_versions": 1, "duplicate_versions": 0},
+        "serve": {"1": {"replicas_before": 1, "killed": True, "wrk": {"requests": 4210}, "failed_requests": 17,
+                        "seconds_to_recovery": 2.4, "replicas_back": True},
+                  "2": {"replicas_before": 2, "killed": True, "wrk": {"requests": 5120}, "failed_requests": 3,
+                        "seconds_to_recovery": 0.3, "replicas_back": True}},
+        "fuzz": {"cases": 1250, "server_errors": 0, "undocumented_statuses": 0, "check_failures": {},
+                 "statuses": {"200": 600, "422": 650}, "listeners": {"listening": 14, "non_loopback": []}},
+        "disk": {"rc_when_full": 2, "clear_error": True, "traceback": False, "validate_when_full": {"rc": 2},
+                 "rerun_rc": 0, "validate_after_rerun": {"rc": 0}},
+        "mlflow": {"skipped": "no PostgreSQL server binaries (Debian package postgresql)"},
+    }
+    from gkd.bench.reliability import keys
+
+    return {"profile": "full", "faults": faults, **keys(faults), "wall_s": 1800.0, "machine": MACHINE,
+            "command": "python -m gkd.bench.reliability --profile full", "measured_at": "2026-12-03T12:00:00+0000"}
+
+
+ALL = {"quality": quality, "cost": cost, "sampler": sampler, "stream": stream, "serve": serve, "scale": scale,
+       "reliability": reliability}
 
 
 def write(results, **suites):
@@ -304,7 +338,7 @@ def test_full_document(tmp_path):
     cells = [line.split(" | ")[:2] for line in heads.splitlines() if line.startswith("| [")]
     assert [(c[0].split("]")[0][3:], c[1]) for c in cells] == [
         ("quality", "**0.98x**"), ("cost", "**960x**"), ("sampler", "**7.3x**"), ("stream", "**1.06x**"),
-        ("serve", "**0.61x**"), ("scale", "**0.38x**")]
+        ("serve", "**0.61x**"), ("scale", "**0.38x**"), ("reliability", "**7/8**")]
     assert ("| **0.98x** | test accuracy of the best refined gkd student (sign/lingugkd, 0.602) vs the best refined "
             "plain baseline (sign, 0.612) on debian |") in heads
     assert "(#cost-student-vs-teacher-inference)" in heads and "## Cost: student vs teacher inference" in text
@@ -445,6 +479,9 @@ def test_losses_appear_exactly_when_triggered(tmp_path):
         "(0.84x), 8 conn. (0.77x).",
         "**scale**: At scale one stage dominates: teacher_outputs takes 400 s (6.7 min) of the stages' "
         "578 s (9.6 min) (69%).",
+        "**reliability**: reliability fault `serve` misses its goal (0 failed requests with 2 replicas): 1 "
+        "replica(s): 17 of 4,210 wrk requests failed, recovered in 2.4 s; 2 replica(s): 3 of 5,120 wrk requests "
+        "failed, recovered in 0.3 s.",
     ]
 
     # the same suites where gkd wins everywhere: no bullet at all
@@ -572,7 +609,7 @@ def test_missing_suites_and_quick_profile(tmp_path):
     assert {p.name for p in plots.iterdir()} == {"cost_nodes_per_s.png", "sampler_seeds_per_s.png"}
 
     text, _, _ = build(tmp_path / "none")
-    assert text.count("Not run yet") == 6 and "Machine: not recorded in any result file." in text
+    assert text.count("Not run yet") == 7 and "Machine: not recorded in any result file." in text
 
 
 def test_bad_json_names_the_file(tmp_path, capsys):
@@ -732,3 +769,26 @@ def test_method_share_runs_of_two_invocations_merge_at_the_same_rate():
         assert merge_method_runs(prev_g, second, other) == (second, other), change
     # keys the earlier result lacks (written before they existed) are not held against it
     assert len(merge_method_runs(prev, second, method_fields(second, {**at, **graph}))[0]) == 6
+
+
+def test_reliability_section_shows_each_fault_its_counts_and_the_misses(tmp_path):
+    r = reliability()
+    assert (r["nodes_lost"], r["failed_requests_two_replicas"], r["non_loopback_listeners"],
+            r["mlflow_outage_duplicates"]) == (0, 3, 0, None)
+    text, _, _ = build(tmp_path, **{k: f() for k, f in ALL.items()})
+    s = section(text, "Reliability")
+    assert "| [reliability](#reliability-faults-injected-outcomes-counted) | **7/8** | faults whose counted outcome" \
+        in text
+    assert ("| stream | yes | 3 driver kills + 1 actor kill over 25 batches: 100 budget nodes, 0 lost, 0 written "
+            "twice | 0 lost, 0 duplicated |") in s
+    assert ("| serve | **no** | 1 replica(s): 17 of 4,210 wrk requests failed, recovered in 2.4 s; 2 replica(s): 3 of "
+            "5,120 wrk requests failed, recovered in 0.3 s | 0 failed requests with 2 replicas |") in s
+    assert "| mlflow | – | skipped: no PostgreSQL server binaries (Debian package postgresql) |" in s
+    assert "`nodes_lost` 0, `nodes_duplicated` 0, `fuzz_cases` 1250" in s and "`mlflow_outage_duplicates` –" in s
+    assert losses(text)[-1].startswith("**reliability**: reliability fault `serve` misses its goal (0 failed "
+                                       "requests with 2 replicas): 1 replica(s): 17 of 4,210")
+    # a fault whose own code failed is a miss, not a pass
+    broken = reliability()
+    broken["faults"]["train"] = {"error": "TimeoutError: vanilla epoch 6: not reached after 1800 s"}
+    text, _, _ = build(tmp_path / "b", **{**{k: f() for k, f in ALL.items()}, "reliability": broken})
+    assert "| train | **no** | the fault itself failed: TimeoutError: vanilla epoch 6" in text

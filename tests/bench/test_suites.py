@@ -14,8 +14,8 @@ from gkd.data.store import TAG
 from gkd.gnn.baselines import BASELINES
 from gkd.gnn.inputs import TEST, TRAIN, label_rate_split, split_codes
 
-# scale's quick profile has its own test (tests/bench/test_scale.py)
-SMOKE = [s for s in SUITES if s != "scale"]
+# scale's and reliability's quick profiles have their own tests (tests/bench/test_scale.py, test_reliability.py)
+SMOKE = [s for s in SUITES if s not in ("scale", "reliability")]
 
 
 def reads_the_quick_run(test):
