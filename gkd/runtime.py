@@ -7,6 +7,7 @@ import os
 import random
 import socket
 import sys
+import time
 from pathlib import Path
 
 from gkd.config import RayConfig
@@ -104,8 +105,30 @@ def init_ray(cfg: RayConfig):
         if cfg.object_store_memory_gib:
             kwargs["object_store_memory"] = int(cfg.object_store_memory_gib * 2**30)
         log.info("starting a local Ray cluster (%s)", kwargs)
-        ray.init(**kwargs)
+        start_local(ray, kwargs)
     return ray
+
+
+def start_local(ray, kwargs: dict, attempts: int = 3) -> None:
+    """ray.init of a local cluster, retried when its raylet or GCS does not come up in time: on a loaded
+    machine (2 cores, another job's Ray beside it) that happens now and then, and is gone on a second try.
+    The last failure is a GkdError that says so."""
+    from gkd.errors import GkdError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(**kwargs)
+            return
+        except Exception as err:  # noqa: BLE001 - only start-up timeouts are retried; the rest re-raised
+            if "timed out during startup" not in str(err) and "Timed out" not in str(err):
+                raise
+            ray.shutdown()
+            if attempt == attempts:
+                raise GkdError(f"the local Ray cluster did not start in {attempts} attempts ({err}); the machine "
+                               "may be overloaded: rerun when it is less busy") from None
+            log.warning("local Ray start-up timed out (attempt %d of %d): retrying in %d s", attempt, attempts,
+                        5 * attempt)
+            time.sleep(5 * attempt)
 
 
 def persisted_checkpoint(run_dir, load):

@@ -1,6 +1,8 @@
-"""Runtime helpers: free_port picks a port a server can still bind a moment later."""
+"""Runtime helpers: free ports, the local Ray start-up's retries, the persisted-checkpoint fallback."""
 
 import socket
+
+import pytest
 
 from gkd import runtime
 
@@ -60,3 +62,32 @@ def test_a_restart_without_a_checkpoint_finds_the_newest_one_that_loads(tmp_path
     (run / "checkpoint_2026-12-03_10-17-00.00").mkdir()  # cut before its state file: skipped
     assert persisted_checkpoint(run, complete_state)[1]["step"] == 12
     assert local_run_dir("s3://bucket/runs", "x") is None and local_run_dir(tmp_path, "x") == str(tmp_path / "x")
+
+
+def test_a_local_ray_start_that_times_out_is_retried_then_said_plainly(monkeypatch):
+    from gkd import runtime
+    from gkd.errors import GkdError
+
+    class FakeRay:
+        def __init__(self, failures: int, message: str = "The current node timed out during startup."):
+            self.failures, self.message, self.inits, self.shutdowns = failures, message, 0, 0
+
+        def init(self, **kwargs):
+            self.inits += 1
+            if self.inits <= self.failures:
+                raise Exception(self.message)
+
+        def shutdown(self):
+            self.shutdowns += 1
+
+    monkeypatch.setattr(runtime.time, "sleep", lambda s: None)
+    flaky = FakeRay(failures=2)
+    runtime.start_local(flaky, {"address": "local"})
+    assert (flaky.inits, flaky.shutdowns) == (3, 2)
+    down = FakeRay(failures=3)
+    with pytest.raises(GkdError, match="did not start in 3 attempts .*timed out during startup.*overloaded"):
+        runtime.start_local(down, {"address": "local"})
+    other = FakeRay(failures=1, message="invalid resource request")  # not a start-up timeout: raised at once
+    with pytest.raises(Exception, match="invalid resource request"):
+        runtime.start_local(other, {"address": "local"})
+    assert other.inits == 1
