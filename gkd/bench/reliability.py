@@ -73,9 +73,10 @@ KEYS = ("nodes_lost", "nodes_duplicated", "fuzz_cases", "fuzz_server_errors", "f
 # ----------------------------------------------------------------------------- the experiment
 
 
-def experiment(root: Path, p: dict, name: str = "rel") -> dict:
+def experiment(root: Path, p: dict, name: str = "rel", small_budget: bool = False) -> dict:
     """The config (as a dict) every fault runs: the quality suite's quick experiment on a larger synthetic graph,
-    with a rationale budget, a 2-worker student and epochs long enough to be killed inside."""
+    with a rationale budget, a 2-worker student and epochs long enough to be killed inside. small_budget: 8
+    rationale nodes, for the faults that need the whole pipeline but not a long stream."""
     from gkd.bench.quality import quick_config
 
     cfg = quick_config(root)
@@ -84,6 +85,8 @@ def experiment(root: Path, p: dict, name: str = "rel") -> dict:
     cfg["ingest"]["source"].update(num_nodes=p["nodes"], num_edges=4 * p["nodes"])
     cfg["ingest"]["split"] = {"train_per_class": 20, "val_per_class": 20}
     cfg["rationale"].update(unlabeled_budget=p["budget"], batch_size=p["batch"], num_actors=2)
+    if small_budget:
+        cfg["rationale"].update(splits=[], unlabeled_budget=8)
     cfg["distill"].update(epochs=p["epochs"], patience=p["epochs"], checkpoint_every=4, method="kd")
     return cfg
 
@@ -398,8 +401,8 @@ def fault_driver(root: Path, p: dict, rng: random.Random) -> dict:
     from gkd.config import load_config
 
     shutil.rmtree(root, ignore_errors=True)
-    conf = write_config(root / "killed.yaml", experiment(root / "killed", p, "rel-driver"))
-    clean = write_config(root / "clean.yaml", experiment(root / "clean", p, "rel-driver"))
+    conf = write_config(root / "killed.yaml", experiment(root / "killed", p, "rel-driver", small_budget=True))
+    clean = write_config(root / "clean.yaml", experiment(root / "clean", p, "rel-driver", small_budget=True))
     kills, redone = [], []
     for stage in p["driver_stages"]:
         log_path = root / "logs" / f"kill-{stage}.log"
@@ -458,7 +461,7 @@ def _served_world(root: Path, p: dict) -> tuple[Path, Path, Path]:
 
     conf = root.parent / "driver" / "clean.yaml"
     if not conf.is_file():
-        conf = write_config(root / "world.yaml", experiment(root / "world", p, "rel-serve"))
+        conf = write_config(root / "world.yaml", experiment(root / "world", p, "rel-serve", small_budget=True))
         assert run_to_end(["run", "--config", str(conf), "--no-track"], root / "logs" / "world.log", 3600) == 0
     cfg = load_config(conf)
     return conf, served_checkpoint(cfg), cfg.graph_dir
@@ -505,7 +508,10 @@ def fault_serve(root: Path, p: dict, rng: random.Random) -> dict:
             if victims:
                 victims[rng.randrange(len(victims))].kill()
             load.join(p["serve_s"] + 120)
-            time.sleep(1.0)
+            # the probe goes on after the load until a request succeeds after the last failure (60 s at most)
+            deadline = time.time() + 60
+            while time.time() < deadline and not (record and record[-1][1]):
+                time.sleep(0.1)
             stop.set()
             prober.join(30)
             after = [ok for t, ok in record if t >= killed_at]
@@ -517,7 +523,8 @@ def fault_serve(root: Path, p: dict, rng: random.Random) -> dict:
                 "replicas_before": len(pids), "killed": bool(victims), "wrk": result,
                 "failed_requests": int(result.get("non_2xx", 0) + result.get("socket_errors", 0)) if result else None,
                 "probe_requests_after_kill": len(after), "probe_failures": len(fails),
-                "seconds_to_recovery": round(recovered - killed_at, 2) if fails and recovered else 0.0,
+                # from the kill to the first probe answered after its last failed one (0: none failed)
+                "seconds_to_recovery": (round(recovered - killed_at, 2) if recovered else None) if fails else 0.0,
                 "replicas_back": back}
         finally:
             kill_tree(proc)
@@ -676,7 +683,7 @@ def fault_mlflow(root: Path, p: dict, rng: random.Random) -> dict:
     server = None
     try:
         run(str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres", "mlflow")
-        backend = f"postgresql://postgres@127.0.0.1:{pg_port}/mlflow"
+        backend = f"postgresql+psycopg2://postgres@127.0.0.1:{pg_port}/mlflow"  # the driver pyproject installs
         uri = f"http://127.0.0.1:{port}"
 
         def start_server() -> subprocess.Popen:
@@ -685,12 +692,14 @@ def fault_mlflow(root: Path, p: dict, rng: random.Random) -> dict:
                                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                                  stdout=open(root / "mlflow-server.log", "ab"), stderr=subprocess.STDOUT,
                                  start_new_session=True)
-            wait_until(lambda: _http_ok(f"{uri}/health"), s, 300, "mlflow server health")
+            if not wait_until(lambda: _http_ok(f"{uri}/health"), s, 300, "mlflow server health"):
+                tail = (root / "mlflow-server.log").read_text(errors="replace")[-600:]
+                raise RuntimeError(f"mlflow server exited with {s.returncode} before it was healthy: {tail}")
             return s
 
         (root / "logs").mkdir(parents=True, exist_ok=True)
         server = start_server()
-        conf = write_config(root / "experiment.yaml", experiment(root / "work", p, "rel-mlflow"))
+        conf = write_config(root / "experiment.yaml", experiment(root / "work", p, "rel-mlflow", small_budget=True))
         env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
                "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
         log_path = root / "logs" / "outage.log"
@@ -870,6 +879,8 @@ def verdicts(r: dict) -> dict[str, tuple[bool | None, str, str]]:
     put("serve", lambda v: v.get("2", {}).get("failed_requests") == 0,
         lambda v: "; ".join(f"{n} replica(s): {s['failed_requests']} of {s['wrk'].get('requests', 0):,} wrk "
                             f"requests failed, recovered in {s['seconds_to_recovery']} s"
+                            + (f", {s['probe_failures']} of {s['probe_requests_after_kill']} fresh-connection "
+                               "probes failed" if "probe_failures" in s else "")
                             for n, s in sorted(v.items()) if isinstance(s, dict) and "wrk" in s),
         "0 failed requests with 2 replicas")
     put("fuzz", lambda v: v["server_errors"] == 0 and v["undocumented_statuses"] == 0

@@ -206,8 +206,14 @@ def haproxy_wrapper(run: Path, side_host: str) -> Path:
 
     Ray 2.60's config template binds the stats page (`bind *:<port>`) and the Prometheus frontend
     (`bind :<port>`) to every interface, with no setting for their address; Ray writes the config and then
-    starts `<binary> -db -f <config> [-sf <pids>]`, so the wrapper rewrites those two bind lines, nothing else,
-    just before it execs the real binary. The API's own frontend keeps serve.host."""
+    starts `<binary> -db -f <config> [-sf <pids>]`, so the wrapper rewrites those two bind lines just before it
+    execs the real binary. The API's own frontend keeps serve.host.
+
+    It also adds `option idle-close-on-response` to the defaults (once). Ray reloads HAProxy (`-sf`) whenever
+    the replica set changes, e.g. when a replica dies. Without the option, the old process closes its idle
+    keep-alive connections at once, and a client that sends its next request on one of them gets a read
+    error. The reliability suite saw all 16 of wrk's connections fail once that way, with 2 replicas and a
+    live one left. With it, the old process answers that next request, then closes the connection."""
     from ray.serve._private.haproxy import get_haproxy_binary
 
     real = get_haproxy_binary()
@@ -216,12 +222,14 @@ def haproxy_wrapper(run: Path, side_host: str) -> Path:
     path.write_text(
         "#!/bin/sh\n"
         "# written by gkd (gkd.serve.app.haproxy_wrapper): HAProxy's stats and metrics listeners on "
-        f"{side_host} only\n"
+        f"{side_host} only; idle keep-alive connections answered once more across reloads\n"
         'prev=""\n'
         'for arg in "$@"; do\n'
         '  if [ "$prev" = "-f" ] && [ -f "$arg" ]; then\n'
         f"    sed -i -e 's/^\\([[:space:]]*bind[[:space:]]\\{{1,\\}}\\)\\*\\{{0,1\\}}:\\([0-9]\\)/\\1{host}:\\2/' \"$arg\" "
         "|| exit 1\n"
+        "    grep -q 'idle-close-on-response' \"$arg\" || "
+        "sed -i -e '/^defaults/a\\    option idle-close-on-response' \"$arg\" || exit 1\n"
         "  fi\n"
         '  prev="$arg"\n'
         "done\n"

@@ -220,6 +220,11 @@ def test_haproxy_wrapper_binds_the_side_listeners_to_the_side_host(tmp_path):
     assert done.returncode == 0, done.stderr
     binds = [line.strip() for line in cfg.read_text().splitlines() if line.strip().startswith("bind")]
     assert binds == ["bind 127.0.0.1:8000", "bind 127.0.0.1:9101", "bind 127.0.0.1:8404"]
+    # keep-alive clients survive Ray's reloads (a replica's death): the option sits in defaults, once
+    lines = [line.strip() for line in cfg.read_text().splitlines()]
+    assert lines[:2] == ["defaults", "option idle-close-on-response"]
+    done = subprocess.run([str(wrapper), "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and cfg.read_text().count("idle-close-on-response") == 1, done.stderr
     haproxy_wrapper(tmp_path, "::1")
     cfg.write_text("listen stats\n  bind *:8404\n")
     subprocess.run([str(wrapper), "-c", "-f", str(cfg)], capture_output=True, timeout=60)
