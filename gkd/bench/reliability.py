@@ -408,14 +408,14 @@ def fault_driver(root: Path, p: dict, rng: random.Random) -> dict:
         log_path = root / "logs" / f"kill-{stage}.log"
         finished = tuple(s for s in STAGES if marker(conf, s).get("status") == "done")
         proc = gkd(["run", "--config", str(conf)], log_path)
-        inside = wait_until(lambda: marker(conf, stage).get("status") == "running", proc, 1800,
-                            f"stage {stage} running")
-        time.sleep(rng.uniform(0.0, 1.5))
-        alive = proc.poll() is None
-        if alive:
+        started = wait_until(lambda: marker(conf, stage).get("status") == "running", proc, 1800,
+                             f"stage {stage} running")
+        time.sleep(rng.uniform(0.0, 0.5))
+        # inside: the stage was still running (its marker) and the driver alive right before the kill
+        inside = started and proc.poll() is None and marker(conf, stage).get("status") == "running"
+        if proc.poll() is None:
             kill_tree(proc)
-        kills.append({"stage": stage, "inside": inside and alive,
-                      "status_after": marker(conf, stage).get("status")})
+        kills.append({"stage": stage, "inside": inside, "status_after": marker(conf, stage).get("status")})
         redone += _redone(log_path.read_text(errors="replace"), finished)
     final_log = root / "logs" / "final.log"
     finished = tuple(s for s in STAGES if marker(conf, s).get("status") == "done")
@@ -634,7 +634,7 @@ def fault_disk(root: Path, p: dict, rng: random.Random) -> dict:
         # Ray Data logs its tasks' stack traces itself; what counts is that gkd's own process ends with one
         # clear line and exit 2 (an uncaught exception would end with a traceback and exit 1)
         return {"rc_when_full": rc, "clear_error": len(errors) == 1 and "no space left" in errors[0].lower(),
-                "error": errors[0][:300] if errors else text[-300:], "traceback": rc not in (0, 2),
+                "message": errors[0][:300] if errors else text[-300:], "traceback": rc not in (0, 2),
                 "ray_logged_tracebacks": text.count("Traceback (most recent call last)"),
                 "validate_when_full": {"rc": v.returncode, "says": (v.stdout + v.stderr).strip()[-300:]},
                 "rerun_rc": rerun, "validate_after_rerun": {"rc": v2.returncode, "says": v2.stdout.strip()[-200:]}}
@@ -715,7 +715,7 @@ def fault_mlflow(root: Path, p: dict, rng: random.Random) -> dict:
         rerun = run_to_end(["run", "--config", str(conf)], root / "logs" / "rerun.log", 3600, env)
         counts = _tracking_counts(uri, "rel-mlflow")
         return {"backend": "postgresql", "rc_during_outage": rc, "seconds_after_stop": round(time.time() - stopped_at, 1),
-                "error_names_uri": bool(errors) and uri in errors[0], "error": errors[0][:300] if errors else None,
+                "error_names_uri": bool(errors) and uri in errors[0], "message": errors[0][:300] if errors else None,
                 "traceback": rc not in (0, 2), "rerun_rc": rerun, **counts}
     finally:
         if server is not None and server.poll() is None:

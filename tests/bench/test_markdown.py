@@ -273,6 +273,7 @@ def reliability():
         "fuzz": {"cases": 1250, "server_errors": 0, "undocumented_statuses": 0, "check_failures": {},
                  "statuses": {"200": 600, "422": 650}, "listeners": {"listening": 14, "non_loopback": []}},
         "disk": {"rc_when_full": 2, "clear_error": True, "traceback": False, "validate_when_full": {"rc": 2},
+                 "message": "gkd ingest: error: no space left on the device: free space ... and rerun",
                  "rerun_rc": 0, "validate_after_rerun": {"rc": 0}},
         "mlflow": {"skipped": "no PostgreSQL server binaries (Debian package postgresql)"},
     }
