@@ -102,6 +102,16 @@ def dockerfile_arg(name: str) -> str:
     raise AssertionError(f"infra/Dockerfile has no default for ARG {name}")
 
 
+def test_the_cluster_serve_configs_set_the_ray_serve_env_gkd_serve_sets():
+    from gkd.config import build_config
+    from gkd.serve.app import serve_env
+
+    want = serve_env(build_config({}).serve)
+    assert "RAY_SERVE_HAPROXY_RETRY_ON" in want
+    for doc in (serve_config(), yaml.safe_load((ROOT / "jobs" / "serve_config.yaml").read_text())):
+        assert doc["controller_options"]["runtime_env"]["env_vars"] == want
+
+
 # ----------------------------------------------------------------------------- job commands
 
 

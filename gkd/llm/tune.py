@@ -329,6 +329,8 @@ def train_loop(config: dict) -> None:
             log.info("rank %d: no checkpoint from Ray Train; the newest persisted one is at step %d", rank,
                      prior["step"])
     start = prior["step"] if prior else 0
+    if start:
+        log.info("rank %d resumes after step %d", rank, start)
     if start >= steps:
         log.info("checkpoint is at step %d of %d: nothing left to train", start, steps)
         return

@@ -14,15 +14,13 @@ import hmac
 import inspect
 import json
 import os
-from typing import Awaitable, Callable
+from typing import Annotated, Awaitable, Callable
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from typing import Annotated
-
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
 
 from gkd.config import ServeConfig

@@ -34,7 +34,12 @@ log = logging.getLogger(__name__)
 
 # Ray Serve's fast path (measured in gkd/bench/serve.py): HAProxy in front, requests straight into the
 # ingress replica's own HTTP server (direct ingress), gRPC between deployments, no per-request log writes.
-HAPROXY_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+# RETRY_ON: Ray's default retries a request on another replica only when the connection to the first failed
+# (nothing sent). Every route of gkd's API is read-only, so a request whose replica died with it in flight (the
+# connection closed with no answer) is safe to send again: HAProxy does, on another replica (Ray's template has
+# `option redispatch 1`). serve.env can set it back to conn-failure.
+HAPROXY_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
+               "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response"}
 _RUN_DIRS: list[Path] = []  # HAProxy files of the Serve instances this process started (removed by shutdown)
 
 

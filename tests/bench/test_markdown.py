@@ -262,6 +262,11 @@ def reliability():
         "train": {"workers": 2, "killed_after_epoch": 5, "reached_epoch": 7, "checkpoint_every": 4,
                   "resumed_after_epoch": 4, "epochs_redone": 3, "rc": 0, "clean_rc": 0,
                   "same_final_metrics": True},
+        "tune": {"workers": 2, "killed_after_step": 7, "reached_step": 8, "checkpoint_every": 4,
+                 "resumed_after_step": 4, "steps_redone": 4, "rc": 0, "clean_rc": 0,
+                 "killed_run": {"steps": 24, "last_loss": 1.15, "val_acc": 0.35, "test_acc": 0.15},
+                 "uninterrupted_run": {"steps": 24, "last_loss": 1.15, "val_acc": 0.35, "test_acc": 0.15},
+                 "same_final_metrics": True},
         "driver": {"kills": [{"stage": s, "inside": True, "status_after": "running"}
                              for s in ("ingest", "rationale", "teacher", "distill", "refine", "register")],
                    "rc": 0, "clean_rc": 0, "stages_redone_after_done": [], "same_final_metrics": True,
@@ -339,7 +344,7 @@ def test_full_document(tmp_path):
     cells = [line.split(" | ")[:2] for line in heads.splitlines() if line.startswith("| [")]
     assert [(c[0].split("]")[0][3:], c[1]) for c in cells] == [
         ("quality", "**0.98x**"), ("cost", "**960x**"), ("sampler", "**7.3x**"), ("stream", "**1.06x**"),
-        ("serve", "**0.61x**"), ("scale", "**0.38x**"), ("reliability", "**7/8**")]
+        ("serve", "**0.61x**"), ("scale", "**0.38x**"), ("reliability", "**8/9**")]
     assert ("| **0.98x** | test accuracy of the best refined gkd student (sign/lingugkd, 0.602) vs the best refined "
             "plain baseline (sign, 0.612) on debian |") in heads
     assert "(#cost-student-vs-teacher-inference)" in heads and "## Cost: student vs teacher inference" in text
@@ -778,8 +783,10 @@ def test_reliability_section_shows_each_fault_its_counts_and_the_misses(tmp_path
             r["mlflow_outage_duplicates"]) == (0, 3, 0, None)
     text, _, _ = build(tmp_path, **{k: f() for k, f in ALL.items()})
     s = section(text, "Reliability")
-    assert "| [reliability](#reliability-faults-injected-outcomes-counted) | **7/8** | faults whose counted outcome" \
+    assert "| [reliability](#reliability-faults-injected-outcomes-counted) | **8/9** | faults whose counted outcome" \
         in text
+    assert ("| tune | yes | 1 of 2 DeepSpeed workers killed at step 8; resumed after step 4 (4 redone, "
+            "checkpoint every 4); final teacher equal to an uninterrupted run |") in s
     assert ("| stream | yes | 3 driver kills + 1 actor kill over 25 batches: 100 budget nodes, 0 lost, 0 written "
             "twice | 0 lost, 0 duplicated |") in s
     assert ("| serve | **no** | 1 replica(s): 17 of 4,210 wrk requests failed, recovered in 2.4 s; 2 replica(s): 3 of "

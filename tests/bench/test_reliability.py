@@ -46,6 +46,10 @@ def test_killed_streams_drivers_and_workers_lose_and_repeat_nothing(rel):
     t = r["faults"]["train"]
     assert t["rc"] == 0 and t["resumed_after_epoch"] is not None and t["resumed_after_epoch"] > 0
     assert 0 <= t["epochs_redone"] <= t["checkpoint_every"] and t["same_final_metrics"]
+    u = r["faults"]["tune"]  # the teacher's DeepSpeed tuning: one rank killed, its ZeRO shards reloaded
+    assert u["rc"] == 0 and u["resumed_after_step"] is not None and u["resumed_after_step"] > 0
+    assert 0 <= u["steps_redone"] <= u["checkpoint_every"] and u["same_final_metrics"]
+    assert u["killed_run"]["steps"] == u["uninterrupted_run"]["steps"] > u["resumed_after_step"]
     i = r["faults"]["ingest"]
     assert i["killed_mid_encode"] and 0 < i["cached_at_kill"] < i["texts"]
     assert (i["rerun_rc"], i["reencoded_beyond_missing"]) == (0, 0)

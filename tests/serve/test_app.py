@@ -188,21 +188,17 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(live, body, s
 def test_everything_the_local_service_starts_listens_on_loopback_only(live):
     """The API, HAProxy (frontend, stats, metrics), the replicas' direct ingress, the fallback proxy and Ray's
     own GCS, raylet, workers and agents: every listening socket of this process's descendants."""
-    import psutil
-
-    from gkd.serve.app import is_loopback
+    from gkd.bench.reliability import listeners, listening_sockets
 
     url, _, _ = live
     api_port = int(url.rsplit(":", 1)[1])
-    own = {p.pid: p for p in psutil.Process().children(recursive=True)} | {os.getpid(): psutil.Process()}
-    listeners = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections(kind="inet")
-                 if c.status == psutil.CONN_LISTEN and c.pid in own]
-    haproxy = {pid for _, _, pid in listeners if "haproxy" in own[pid].name()}
-    assert api_port in {port for _, port, _ in listeners}
-    assert haproxy and len([1 for _, _, pid in listeners if pid in haproxy]) >= 3  # frontend, stats, metrics
-    assert len({pid for _, _, pid in listeners}) >= 5  # GCS, raylet, driver, Serve actors, HAProxy at least
-    exposed = [(ip, port, own[pid].name()) for ip, port, pid in listeners if not is_loopback(ip)]
-    assert exposed == []
+    socks = listening_sockets(os.getpid())
+    haproxy = [s for s in socks if "haproxy" in s["process"]]
+    assert api_port in {s["port"] for s in socks}
+    assert len(haproxy) >= 3  # frontend, stats, metrics
+    summary = listeners(os.getpid())
+    assert summary["listening"] == len(socks) and summary["processes"] >= 5  # GCS, raylet, driver, Serve, HAProxy
+    assert summary["non_loopback"] == []
 
 
 def test_haproxy_wrapper_binds_the_side_listeners_to_the_side_host(tmp_path):

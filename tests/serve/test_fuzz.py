@@ -10,6 +10,8 @@ from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 from hypothesis import HealthCheck, given, settings
 
+from gkd.bench.reliability import FUZZ_CHECKS
+
 pytestmark = [pytest.mark.ray, pytest.mark.serve]  # serve_world's MLflow store and student (no Serve started)
 TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -25,12 +27,7 @@ def test_every_generated_request_gets_a_documented_conforming_answer(serve_world
     monkeypatch.setenv("GKD_SERVE_FUZZ_TOKEN", TOKEN)
     cfg = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"checkpoint": ckpt,
                                                                       "token_env": "GKD_SERVE_FUZZ_TOKEN"})})
-    # 413 added to both defaults: a schema-valid request may still exceed the total node limit (node_ids + keys +
-    # nodes), which JSON Schema cannot state, and the limits in the schema (maxItems, maxLength) are refused
-    # with 413 (too large), not 400/422. Nothing else is added.
-    config = SchemathesisConfig.from_dict({"checks": {
-        "positive_data_acceptance": {"expected-statuses": ["2xx", "401", "404", "413"]},
-        "negative_data_rejection": {"expected-statuses": ["400", "401", "404", "413", "422"]}}})
+    config = SchemathesisConfig.from_dict(FUZZ_CHECKS)  # the reliability suite's live fuzz uses the same checks
     schema = schemathesis.openapi.from_asgi("/openapi.json", bare_app(cfg), config=config)
     sent, statuses = {}, {}
     operations = [op.ok() for op in schema.get_all_operations()]

@@ -15,7 +15,8 @@ def test_defaults_bind_loopback_with_the_fast_ingress_and_the_cascade_off():
     assert (s.host, s.port, s.alias, s.ingress, s.batching, s.access_log) == (
         "127.0.0.1", 8000, "champion", "haproxy", "new_nodes", False)
     assert s.token_env == "GKD_SERVE_TOKEN" and not s.cascade.enabled and s.cascade.threshold == 0.5
-    assert serve_env(s) == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    assert serve_env(s) == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
+                            "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response"}
     assert body_limit(s) == 2**20 + 256 * (6 * 20_000 + 24 * 1024)
 
 
