@@ -321,58 +321,64 @@ def fault_ingest(root: Path, p: dict, rng: random.Random) -> dict:
             "reencoded_beyond_missing": None if encoded is None else int(encoded - (total - cached))}
 
 
-def _metrics(path: Path) -> dict:
+def _kill_a_train_worker(root: Path, exp: dict, stage: str, unit: str, every: int, numbers, rng: random.Random,
+                         done_re: str, resume_re: str) -> dict:
+    """Run `stage` of the experiment `exp` and SIGKILL one of its 2 Ray Train workers once the log shows a `unit`
+    (epoch, step) inside the second checkpoint interval (done_re: the log line of a finished unit, resume_re: a
+    rank's resume line); then the same stage uninterrupted, beside it (stage_dirs). numbers(metrics.json path):
+    what the final results are compared on."""
+    from gkd.config import load_config
+
+    shutil.rmtree(root, ignore_errors=True)
+    conf = write_config(root / "killed.yaml", {**exp, "stage_dirs": {stage: str(root / "work" / "killed")}})
+    clean_conf = write_config(root / "clean.yaml", {**exp, "stage_dirs": {stage: str(root / "work" / "clean")}})
+    assert run_to_end(["run", "--config", str(conf), "--no-track", "--stages", "ingest"], root / "logs" / "ingest.log",
+                      900) == 0, "ingest failed"
+    log_path = root / "logs" / "killed.log"
+    proc = gkd(["run", "--config", str(conf), "--no-track", "--stages", stage], log_path)
+    kill_at = rng.randint(every + 1, 2 * every - 1)  # inside the second checkpoint interval
+
+    def done() -> int:
+        got = re.findall(done_re, log_path.read_text(errors="replace")) if log_path.is_file() else []
+        return max(map(int, got), default=0)
+
+    wait_until(lambda: done() >= kill_at, proc, 1800, f"{stage} {unit} {kill_at}")
+    workers = descendants(proc.pid, "RayTrainWorker")
+    at, victim = done(), None
+    if workers and proc.poll() is None:
+        victim = workers[rng.randrange(len(workers))]
+        victim.kill()
+    rc = finish(proc, 1800, f"{stage} after the worker kill")
+    text = log_path.read_text(errors="replace")
+    resumed = [int(x) for x in re.findall(resume_re, text)]
+    before_resume = text[:re.search(resume_re, text).start()] if resumed else text
+    reached = max(map(int, re.findall(done_re, before_resume)), default=0)
+    clean_rc = run_to_end(["run", "--config", str(clean_conf), "--no-track", "--stages", stage],
+                          root / "logs" / "clean.log", 1800)
+    killed_m = numbers(load_config(conf).stage_dir(stage) / "metrics.json") if rc == 0 else None
+    clean_m = numbers(load_config(clean_conf).stage_dir(stage) / "metrics.json") if clean_rc == 0 else None
+    return {"workers": len(workers), "killed_pid": victim.pid if victim else None, f"killed_after_{unit}": at,
+            "checkpoint_every": every, f"resumed_after_{unit}": min(resumed) if resumed else None,
+            f"reached_{unit}": reached, f"{unit}s_redone": (reached - min(resumed)) if resumed else None, "rc": rc,
+            "clean_rc": clean_rc, "killed_run": killed_m, "uninterrupted_run": clean_m,
+            "same_final_metrics": None if not (killed_m and clean_m) else killed_m == clean_m}
+
+
+def _student_metrics(path: Path) -> dict:
     m = json.loads(path.read_text())
     return {"test_acc": m["test"]["acc"], "val_acc": m["val"]["acc"], "epochs_run": len(m.get("history", []))}
 
 
 def fault_train(root: Path, p: dict, rng: random.Random) -> dict:
     """SIGKILL one of the 2 Ray Train workers of the distill stage mid-run; compare with an uninterrupted run."""
-    from gkd.config import load_config
-
-    shutil.rmtree(root, ignore_errors=True)
     exp = experiment(root / "work", p)
     exp["distill"].update(method="vanilla")
-    # one graph, two students side by side (stage_dirs): the killed one and an uninterrupted one
-    conf = write_config(root / "killed.yaml", {**exp, "stage_dirs": {"distill": str(root / "work" / "killed")}})
-    clean_conf = write_config(root / "clean.yaml", {**exp, "stage_dirs": {"distill": str(root / "work" / "clean")}})
-    every = exp["distill"]["checkpoint_every"]
-    assert run_to_end(["run", "--config", str(conf), "--no-track", "--stages", "ingest"], root / "logs" / "ingest.log",
-                      900) == 0, "ingest failed"
-    log_path = root / "logs" / "killed.log"
-    proc = gkd(["run", "--config", str(conf), "--no-track", "--stages", "distill"], log_path)
-    kill_at = rng.randint(every + 1, 2 * every - 1)  # inside the second checkpoint interval
-
-    def epoch() -> int:
-        done = re.findall(r"vanilla epoch (\d+):", log_path.read_text(errors="replace")) if log_path.is_file() else []
-        return max(map(int, done), default=0)
-
-    wait_until(lambda: epoch() >= kill_at, proc, 1800, f"vanilla epoch {kill_at}")
-    workers = descendants(proc.pid, "RayTrainWorker")
-    at, victim = epoch(), None
-    if workers and proc.poll() is None:
-        victim = workers[rng.randrange(len(workers))]
-        victim.kill()
-    rc = finish(proc, 1800, "distill after the worker kill")
-    text = log_path.read_text(errors="replace")
-    resumed = [int(x) for x in re.findall(r"resumes after epoch (\d+)", text)]
-    first_resume = text.find("resumes after epoch")
-    reached = max(map(int, re.findall(r"vanilla epoch (\d+):", text[:first_resume] if resumed else text)),
-                  default=0)
-    clean_rc = run_to_end(["run", "--config", str(clean_conf), "--no-track", "--stages", "distill"],
-                          root / "logs" / "clean.log", 1800)
-    cfg, ccfg = load_config(conf), load_config(clean_conf)
-    killed_m = _metrics(cfg.stage_dir("distill") / "metrics.json") if rc == 0 else None
-    clean_m = _metrics(ccfg.stage_dir("distill") / "metrics.json") if clean_rc == 0 else None
-    return {"workers": len(workers), "killed_pid": victim.pid if victim else None, "killed_after_epoch": at,
-            "checkpoint_every": every, "resumed_after_epoch": min(resumed) if resumed else None,
-            "reached_epoch": reached, "epochs_redone": (reached - min(resumed)) if resumed else None, "rc": rc, "clean_rc": clean_rc,
-            "killed_run": killed_m, "uninterrupted_run": clean_m,
-            "same_final_metrics": None if not (killed_m and clean_m) else killed_m == clean_m}
+    return _kill_a_train_worker(root, exp, "distill", "epoch", exp["distill"]["checkpoint_every"], _student_metrics,
+                                rng, r"vanilla epoch (\d+):", r"resumes after epoch (\d+)")
 
 
 def _teacher_numbers(path: Path) -> dict:
-    """What a tuned teacher is judged by: its tuning's last loss and val accuracy, its test accuracy."""
+    """What a tuned teacher is judged by: its tuning's steps, last loss and val accuracy, its test accuracy."""
     m = json.loads(path.read_text())
     t = m.get("tuning", {})
     return {"steps": t.get("step"), "last_loss": t.get("last_loss"), "val_acc": t.get("val_acc"),
@@ -382,47 +388,12 @@ def _teacher_numbers(path: Path) -> dict:
 def fault_tune(root: Path, p: dict, rng: random.Random) -> dict:
     """SIGKILL one of the 2 Ray Train workers of the teacher's DeepSpeed tuning mid-run; compare with an
     uninterrupted run."""
-    from gkd.config import load_config
-
-    shutil.rmtree(root, ignore_errors=True)
     exp = experiment(root / "work", p)
     every = 4
     exp["teacher"].update(max_steps=p["tune_steps"], checkpoint_every=every, train_budget=None, val_budget=20,
                           eval_budget=20, scoring="head", zero_shot=False)
-    conf = write_config(root / "killed.yaml", {**exp, "stage_dirs": {"teacher": str(root / "work" / "killed")}})
-    clean_conf = write_config(root / "clean.yaml", {**exp, "stage_dirs": {"teacher": str(root / "work" / "clean")}})
-    assert run_to_end(["run", "--config", str(conf), "--no-track", "--stages", "ingest"], root / "logs" / "ingest.log",
-                      900) == 0, "ingest failed"
-    log_path = root / "logs" / "killed.log"
-    proc = gkd(["run", "--config", str(conf), "--no-track", "--stages", "teacher"], log_path)
-    kill_at = rng.randint(every + 1, 2 * every - 1)  # inside the second checkpoint interval
-
-    def step() -> int:
-        done = re.findall(r"step (\d+)/\d+ loss", log_path.read_text(errors="replace")) if log_path.is_file() else []
-        return max(map(int, done), default=0)
-
-    wait_until(lambda: step() >= kill_at, proc, 1800, f"teacher step {kill_at}")
-    workers = descendants(proc.pid, "RayTrainWorker")
-    at, victim = step(), None
-    if workers and proc.poll() is None:
-        victim = workers[rng.randrange(len(workers))]
-        victim.kill()
-    rc = finish(proc, 1800, "teacher after the worker kill")
-    text = log_path.read_text(errors="replace")
-    resumed = [int(x) for x in re.findall(r"resumes after step (\d+)", text)]
-    first_resume = text.find("resumes after step")
-    reached = max(map(int, re.findall(r"step (\d+)/\d+ loss", text[:first_resume] if resumed else text)),
-                  default=0)
-    clean_rc = run_to_end(["run", "--config", str(clean_conf), "--no-track", "--stages", "teacher"],
-                          root / "logs" / "clean.log", 1800)
-    cfg, ccfg = load_config(conf), load_config(clean_conf)
-    killed_m = _teacher_numbers(cfg.stage_dir("teacher") / "metrics.json") if rc == 0 else None
-    clean_m = _teacher_numbers(ccfg.stage_dir("teacher") / "metrics.json") if clean_rc == 0 else None
-    return {"workers": len(workers), "killed_pid": victim.pid if victim else None, "killed_after_step": at,
-            "checkpoint_every": every, "resumed_after_step": min(resumed) if resumed else None,
-            "reached_step": reached, "steps_redone": (reached - min(resumed)) if resumed else None, "rc": rc,
-            "clean_rc": clean_rc, "killed_run": killed_m, "uninterrupted_run": clean_m,
-            "same_final_metrics": None if not (killed_m and clean_m) else killed_m == clean_m}
+    return _kill_a_train_worker(root, exp, "teacher", "step", every, _teacher_numbers, rng,
+                                r"step (\d+)/\d+ loss", r"resumes after step (\d+)")
 
 
 def _registry_versions(workdir: Path, name: str, uri: str | None = None) -> int:
