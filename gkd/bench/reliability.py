@@ -896,18 +896,16 @@ def verdicts(r: dict) -> dict[str, tuple[bool | None, str, str]]:
         lambda v: f"killed with {v['cached_at_kill']:,} of {v['texts']:,} texts cached; the rerun encoded "
                   f"{v['rerun_encoded']:,} ({v['reencoded_beyond_missing']:+,} beyond the missing ones)",
         "only the missing texts re-encoded")
-    put("train", lambda v: v["rc"] == 0 and v["same_final_metrics"] and v["epochs_redone"] is not None
-        and v["epochs_redone"] <= v["checkpoint_every"],
-        lambda v: f"1 of {v['workers']} workers killed at epoch {v['reached_epoch']}; resumed after epoch "
-                  f"{v['resumed_after_epoch']} ({v['epochs_redone']} redone, checkpoint every "
-                  f"{v['checkpoint_every']}); final metrics {'equal to' if v['same_final_metrics'] else 'differ from'}"
-                  " an uninterrupted run", "epochs redone <= checkpoint interval, same final metrics")
-    put("tune", lambda v: v["rc"] == 0 and v["same_final_metrics"] and v["steps_redone"] is not None
-        and v["steps_redone"] <= v["checkpoint_every"],
-        lambda v: f"1 of {v['workers']} DeepSpeed workers killed at step {v['reached_step']}; resumed after step "
-                  f"{v['resumed_after_step']} ({v['steps_redone']} redone, checkpoint every "
-                  f"{v['checkpoint_every']}); final teacher {'equal to' if v['same_final_metrics'] else 'differs from'}"
-                  " an uninterrupted run", "steps redone <= checkpoint interval, same final teacher")
+    def worker_kill(name: str, unit: str, workers: str, what: str) -> None:  # the train and tune faults
+        put(name, lambda v: v["rc"] == 0 and v["same_final_metrics"] and v[f"{unit}s_redone"] is not None
+            and v[f"{unit}s_redone"] <= v["checkpoint_every"],
+            lambda v: f"1 of {v['workers']} {workers} killed at {unit} {v[f'reached_{unit}']}; resumed after {unit} "
+                      f"{v[f'resumed_after_{unit}']} ({v[f'{unit}s_redone']} redone, checkpoint every "
+                      f"{v['checkpoint_every']}); final {what} {'equal to' if v['same_final_metrics'] else 'unlike'}"
+                      " an uninterrupted run", f"{unit}s redone <= checkpoint interval, same final {what}")
+
+    worker_kill("train", "epoch", "distill workers", "metrics")
+    worker_kill("tune", "step", "DeepSpeed workers of the teacher's tuning", "teacher")
     put("driver", lambda v: v["rc"] == 0 and not v["stages_redone_after_done"] and v["same_final_metrics"]
         and v["duplicate_versions"] == 0,
         lambda v: f"`gkd run` killed inside {sum(k['inside'] for k in v['kills'])} of {len(v['kills'])} stages; "
