@@ -899,7 +899,8 @@ def verdicts(r: dict) -> dict[str, tuple[bool | None, str, str]]:
     def worker_kill(name: str, unit: str, workers: str, what: str) -> None:  # the train and tune faults
         put(name, lambda v: v["rc"] == 0 and v["same_final_metrics"] and v[f"{unit}s_redone"] is not None
             and v[f"{unit}s_redone"] <= v["checkpoint_every"],
-            lambda v: f"1 of {v['workers']} {workers} killed at {unit} {v[f'reached_{unit}']}; resumed after {unit} "
+            lambda v: f"1 of {v['workers']} {workers} killed after {unit} {v[f'killed_after_{unit}']} (the run "
+                      f"reached {v[f'reached_{unit}']}); resumed after {unit} "
                       f"{v[f'resumed_after_{unit}']} ({v[f'{unit}s_redone']} redone, checkpoint every "
                       f"{v['checkpoint_every']}); final {what} {'equal to' if v['same_final_metrics'] else 'unlike'}"
                       " an uninterrupted run", f"{unit}s redone <= checkpoint interval, same final {what}")

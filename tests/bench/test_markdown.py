@@ -785,9 +785,9 @@ def test_reliability_section_shows_each_fault_its_counts_and_the_misses(tmp_path
     s = section(text, "Reliability")
     assert "| [reliability](#reliability-faults-injected-outcomes-counted) | **8/9** | faults whose counted outcome" \
         in text
-    assert ("| tune | yes | 1 of 2 DeepSpeed workers of the teacher's tuning killed at step 8; resumed after step 4 "
-            "(4 redone, checkpoint every 4); final teacher equal to an uninterrupted run |") in s
-    assert ("| train | yes | 1 of 2 distill workers killed at epoch 7; resumed after epoch 4 (3 redone, checkpoint "
+    assert ("| tune | yes | 1 of 2 DeepSpeed workers of the teacher's tuning killed after step 7 (the run reached 8); "
+            "resumed after step 4 (4 redone, checkpoint every 4); final teacher equal to an uninterrupted run |") in s
+    assert ("| train | yes | 1 of 2 distill workers killed after epoch 5 (the run reached 7); resumed after epoch 4 (3 redone, checkpoint "
             "every 4); final metrics equal to an uninterrupted run | epochs redone <= checkpoint interval, same final "
             "metrics |") in s
     assert ("| stream | yes | 3 driver kills + 1 actor kill over 25 batches: 100 budget nodes, 0 lost, 0 written "
