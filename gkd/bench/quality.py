@@ -692,8 +692,10 @@ def run_share(profile: str, out: Path, workdir: Path, overrides: list | None = N
         result["share_wall_s"] = round(time.time() - t0, 1)
     result.setdefault("profile", profile)
     if p.get("methods_rate"):
-        if rerun:  # the share rates just measured are kept if the methods run is stopped (a methods-only run
-            write_result(out, result, "gkd.bench.quality", argv)  # writes nothing under its command until it has)
+        # the share rates just measured are kept if the methods run is stopped; a methods-only run writes
+        # nothing under its own command until it has measured something
+        if rerun:
+            write_result(out, result, "gkd.bench.quality", argv)
 
         def merged(runs: list[dict], fields: dict) -> dict:
             runs, fields = merge_method_runs(prev, runs, fields)

@@ -319,18 +319,16 @@ def train_loop(config: dict) -> None:
     steps = total_steps(len(examples), world, config["batch_size"], config["grad_accum"], config["epochs"],
                         config["max_steps"])
     checkpoint = ray.train.get_checkpoint()
-    prior = _read_state(checkpoint)
+    prior, source = _read_state(checkpoint), "Ray Train's checkpoint"
     if checkpoint is None:  # a restart whose checkpoint Ray Train lost track of (gkd.runtime.persisted_checkpoint)
         from gkd.runtime import persisted_checkpoint
 
         found = persisted_checkpoint(config.get("run_dir"), complete_state)
         if found is not None:
-            checkpoint, prior = found
-            log.info("rank %d: no checkpoint from Ray Train; the newest persisted one is at step %d", rank,
-                     prior["step"])
+            (checkpoint, prior), source = found, "none from Ray Train; the newest persisted one"
     start = prior["step"] if prior else 0
     if start:
-        log.info("rank %d resumes after step %d", rank, start)
+        log.info("rank %d resumes after step %d (%s)", rank, start, source)
     if start >= steps:
         log.info("checkpoint is at step %d of %d: nothing left to train", start, steps)
         return

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import inspect
 import json
 import os
 from typing import Annotated, Awaitable, Callable
 
 import numpy as np
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+from starlette.datastructures import Headers
 
 from gkd.config import ServeConfig
 from gkd.serve.model import TEACHER, Query, RequestError, StudentService
@@ -123,7 +123,38 @@ def body_limit(scfg: ServeConfig) -> int:
     return 2**20 + scfg.max_nodes_per_request * (6 * scfg.max_text_chars + 24 * scfg.max_neighbors_per_node)
 
 
-_HAS_BODY_LIMIT = "max_body_size" in inspect.signature(FastAPI.post).parameters  # FastAPI >= 0.13x
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is a 413 with the API's JSON ErrorBody.
+
+    Not FastAPI's own `max_body_size`: Starlette's limiter answers its 413 in plain text (and replaces any
+    response once a declared Content-Length is over), which the OpenAPI schema does not document. A declared
+    length over the limit is refused before the body is read; a chunked body is counted as it arrives."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    def too_large(self) -> HTTPException:
+        return HTTPException(413, f"request body over {self.limit:,} bytes, the most this server's limits "
+                                  "(serve.max_nodes_per_request, max_text_chars, max_neighbors_per_node) allow")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = _json({"detail": self.too_large().detail}, 413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise self.too_large()  # inside the route: FastAPI answers it as JSON {"detail": ...}
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _json(body: dict, status: int = 200) -> Response:
@@ -168,10 +199,10 @@ def build_api(service: StudentService, student: StudentFn, teacher: TeacherFn | 
         return JSONResponse({"detail": "missing or wrong bearer token: send 'Authorization: Bearer <token>'"},
                             status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
-    limit = {"max_body_size": body_limit(service.scfg)} if _HAS_BODY_LIMIT else {}
+    app.add_middleware(BodyLimit, limit=body_limit(service.scfg))
 
     @app.post("/v1/predict", response_model=PredictResponse, dependencies=[Depends(authorized)],
-              responses=_PREDICT_ERRORS, **limit)
+              responses=_PREDICT_ERRORS)
     async def predict(req: PredictRequest):
         q = service.parse(req.node_ids, req.keys, [n.model_dump() for n in req.nodes], req.top_k)
         probs = await student(q)

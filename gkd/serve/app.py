@@ -214,11 +214,9 @@ def haproxy_wrapper(run: Path, side_host: str) -> Path:
     starts `<binary> -db -f <config> [-sf <pids>]`, so the wrapper rewrites those two bind lines just before it
     execs the real binary. The API's own frontend keeps serve.host.
 
-    It also adds `option idle-close-on-response` to the defaults (once). Ray reloads HAProxy (`-sf`) whenever
-    the replica set changes, e.g. when a replica dies. Without the option, the old process closes its idle
-    keep-alive connections at once, and a client that sends its next request on one of them gets a read
-    error. The reliability suite saw all 16 of wrk's connections fail once that way, with 2 replicas and a
-    live one left. With it, the old process answers that next request, then closes the connection."""
+    Requests in flight on a replica that dies are replayed on another one by HAProxy's own `retry-on`
+    (RAY_SERVE_HAPROXY_RETRY_ON in HAPROXY_ENV), not by this wrapper; Ray's template already sets
+    `option idle-close-on-response` (RAY_SERVE_ENABLE_HAPROXY_OPTIMIZED_CONFIG, on by default)."""
     from ray.serve._private.haproxy import get_haproxy_binary
 
     real = get_haproxy_binary()
@@ -227,14 +225,12 @@ def haproxy_wrapper(run: Path, side_host: str) -> Path:
     path.write_text(
         "#!/bin/sh\n"
         "# written by gkd (gkd.serve.app.haproxy_wrapper): HAProxy's stats and metrics listeners on "
-        f"{side_host} only; idle keep-alive connections answered once more across reloads\n"
+        f"{side_host} only\n"
         'prev=""\n'
         'for arg in "$@"; do\n'
         '  if [ "$prev" = "-f" ] && [ -f "$arg" ]; then\n'
         f"    sed -i -e 's/^\\([[:space:]]*bind[[:space:]]\\{{1,\\}}\\)\\*\\{{0,1\\}}:\\([0-9]\\)/\\1{host}:\\2/' \"$arg\" "
         "|| exit 1\n"
-        "    grep -q 'idle-close-on-response' \"$arg\" || "
-        "sed -i -e '/^defaults/a\\    option idle-close-on-response' \"$arg\" || exit 1\n"
         "  fi\n"
         '  prev="$arg"\n'
         "done\n"

@@ -37,8 +37,8 @@ def call(url: str, body=None, token: str | None = TOKEN, raw: bytes | None = Non
         text = err.read().decode()
         try:
             return err.code, json.loads(text or "{}"), dict(err.headers)
-        except json.JSONDecodeError:  # Starlette's body limit answers in plain text
-            return err.code, {"detail": text}, dict(err.headers)
+        except json.JSONDecodeError:  # not what the API documents: the test shows the text
+            return err.code, {"detail": f"not JSON: {text}"}, dict(err.headers)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def _top(probs: np.ndarray, names: list[str]) -> dict:
     (b'{"nodes": [{"text": "\\ud8b1 abc"}]}', 422, "unable to parse raw data as a unicode string"),
     (b'{"keys": ["\\ud800"]}', 404, "keys: unknown keys"),
     # more bytes than 16 nodes of 500 characters and 64 neighbours could take: refused before parsing
-    (b'{"nodes": [{"text": "' + b"z" * 1_200_000 + b'"}]}', 413, "Content Too Large"),
+    (b'{"nodes": [{"text": "' + b"z" * 1_200_000 + b'"}]}', 413, "request body over 1,"),
 ])
 def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(live, body, status, detail):
     url, _, _ = live
@@ -216,11 +216,8 @@ def test_haproxy_wrapper_binds_the_side_listeners_to_the_side_host(tmp_path):
     assert done.returncode == 0, done.stderr
     binds = [line.strip() for line in cfg.read_text().splitlines() if line.strip().startswith("bind")]
     assert binds == ["bind 127.0.0.1:8000", "bind 127.0.0.1:9101", "bind 127.0.0.1:8404"]
-    # keep-alive clients survive Ray's reloads (a replica's death): the option sits in defaults, once
-    lines = [line.strip() for line in cfg.read_text().splitlines()]
-    assert lines[:2] == ["defaults", "option idle-close-on-response"]
     done = subprocess.run([str(wrapper), "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and cfg.read_text().count("idle-close-on-response") == 1, done.stderr
+    assert done.returncode == 0 and cfg.read_text().count("bind 127.0.0.1:") == 3, done.stderr  # a reload: same
     haproxy_wrapper(tmp_path, "::1")
     cfg.write_text("listen stats\n  bind *:8404\n")
     subprocess.run([str(wrapper), "-c", "-f", str(cfg)], capture_output=True, timeout=60)

@@ -6,7 +6,7 @@ import pytest
 
 from gkd.config import build_config
 from gkd.errors import ConfigError
-from gkd.serve.api import body_limit
+from gkd.serve.api import BodyLimit, body_limit
 from gkd.serve.app import local_env, serve_env
 
 
@@ -18,6 +18,30 @@ def test_defaults_bind_loopback_with_the_fast_ingress_and_the_cascade_off():
     assert serve_env(s) == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
                             "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response"}
     assert body_limit(s) == 2**20 + 256 * (6 * 20_000 + 24 * 1024)
+
+
+def test_a_body_over_the_limit_is_a_json_413_declared_or_chunked():
+    """The documented ErrorBody, not Starlette's plain text; a body at the limit still reaches the route."""
+    from fastapi import FastAPI, Request
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+    app.add_middleware(BodyLimit, limit=100)
+
+    @app.post("/echo")
+    async def echo(request: Request):
+        return {"bytes": len(await request.body())}
+
+    client = TestClient(app)
+    message = "request body over 100 bytes, the most this server's limits"
+    declared = client.post("/echo", content=b"x" * 101)
+    chunked = client.post("/echo", content=iter([b"x" * 60, b"x" * 60]))
+    assert "content-length" not in chunked.request.headers  # really sent without a declared length
+    for got in (declared, chunked):
+        assert got.status_code == 413 and got.headers["content-type"] == "application/json"
+        assert got.json()["detail"].startswith(message)
+    assert client.post("/echo", content=b"x" * 100).json() == {"bytes": 100}
+    assert client.post("/echo", content=iter([b"x" * 50, b"x" * 50])).json() == {"bytes": 100}
 
 
 @pytest.mark.parametrize("serve, message", [
