@@ -159,14 +159,17 @@ def train_interpreter(inputs: StudentInputs, cfg: ExperimentConfig, idir: Path,
     """Pan's interpreter on rationale-augmented inputs -> (logits (N, C), hidden (N, h), metrics), cached in idir."""
     d = cfg.distill
     key = interpreter_key(cfg)
-    done = idir / "metrics.json"
-    if done.is_file() and json.loads(done.read_text()).get("key") == key:
-        return np.load(idir / "logits.npy"), np.load(idir / "hidden.npy"), json.loads(done.read_text())
     g = inputs.graph
-    # the interpreter passes messages over key-neighbour edges: a SIGN student gets a SAGE interpreter
-    spec = {"kind": "sage" if d.gnn == "sign" else d.gnn, "in_dim": g.x.shape[1] + inputs.rationale.kw_emb.shape[1],
-            "hidden": d.hidden, "num_classes": g.num_classes, "num_layers": d.num_layers, "dropout": d.dropout,
-            "heads": d.heads, "root_weight": d.root_weight, "jk": d.jk}
+    # the interpreter passes messages over key-neighbour edges: a SIGN student gets a SAGE interpreter. Built
+    # like the student (a GIN's sums capped at its training fanouts, as in the student's full-graph inference)
+    spec = student_spec(d.model_copy(update={"gnn": "sage"}) if d.gnn == "sign" else d,
+                        g.x.shape[1] + inputs.rationale.kw_emb.shape[1], g.num_classes)
+    done = idir / "metrics.json"
+    if done.is_file():
+        cached = json.loads(done.read_text())
+        # an interpreter saved without its spec was built with uncapped GIN sums
+        if cached.get("key") == key and cached.get("spec", {**spec, "sum_caps": None}) == spec:
+            return np.load(idir / "logits.npy"), np.load(idir / "hidden.npy"), cached
     icfg = cfg.model_copy(update={"distill": d.model_copy(update={"epochs": d.pan.interpreter_epochs or d.epochs})})
     state = train_student(inputs, icfg, "interpreter", spec, idir)
     gnn = build_gnn(spec)
@@ -175,7 +178,7 @@ def train_interpreter(inputs: StudentInputs, cfg: ExperimentConfig, idir: Path,
     logits, hidden = _infer(gnn, g, d, device, "interpreter inference",
                             features=lambda n_id: keyword_inputs(A.rationale, n_id, A.graph.x[n_id]),
                             edge_hook=lambda n_id, ei: repeat_key_edges(A.rationale, n_id, ei, d.pan.key_edge_repeat))
-    metrics = {"key": key, "best_epoch": state["best_epoch"], "best_val_sampled": state["best_val"],
+    metrics = {"key": key, "spec": spec, "best_epoch": state["best_epoch"], "best_val_sampled": state["best_val"],
                "wall_s": state["wall_s"],
                "val": evaluate_logits(logits, g.y, np.flatnonzero(g.split == VAL)),
                "test": evaluate_logits(logits, g.y, np.flatnonzero(g.split == TEST))}

@@ -67,6 +67,27 @@ def test_distillation_from_a_strong_teacher_beats_vanilla(student_world, tmp_pat
     assert m["key"] == content_hash(_with(cfg, method="all"), "distill")
 
 
+def test_the_interpreter_is_built_like_its_student_and_an_uncapped_gin_one_is_not_reused(student_world, tmp_path):
+    """A GIN interpreter caps its neighbour sums at the training fanouts, as the student does at inference (an
+    uncapped one summed every neighbour at full-graph inference: its targets lost most of their accuracy)."""
+    cfg, _ = student_world
+    reused = {}
+    for gnn in ("gin", "sage"):
+        idir = tmp_path / f"interp-{gnn}"
+        c = _with(cfg, tmp_path / gnn, gnn=gnn, method="pan", epochs=3, interpreter_dir=idir)
+        spec = distill.run(c)["interpreter"]["spec"]
+        assert spec == {**distill.student_spec(c.distill, spec["in_dim"], 4), "kind": gnn}
+        assert spec["sum_caps"] == ([5, 10] if gnn == "gin" else None)
+        # as an interpreter saved before its spec was recorded (i.e. built with uncapped sums)
+        saved = json.loads((idir / "metrics.json").read_text())
+        (idir / "metrics.json").write_text(json.dumps({**{k: v for k, v in saved.items() if k != "spec"},
+                                                       "best_epoch": -1}))
+        again = distill.run(_with(c, tmp_path / f"{gnn}-again"))["interpreter"]
+        reused[gnn] = again["best_epoch"] == -1
+        assert again["spec"] if not reused[gnn] else "spec" not in again
+    assert reused == {"gin": False, "sage": True}  # only the GIN interpreter changed: only it is retrained
+
+
 def test_two_worker_ddp_resumes_after_a_worker_is_killed(student_world, tmp_path):
     cfg, tag = student_world
     cfg = _with(cfg, method="kd", num_workers=2, epochs=6, patience=100, checkpoint_every=2)
