@@ -132,8 +132,7 @@ def start_local(ray, kwargs: dict, attempts: int = 3) -> None:
 
 
 def persisted_checkpoint(run_dir, load):
-    """A Ray Train worker's fallback when `ray.train.get_checkpoint()` gives None after a restart: the newest
-    checkpoint folder persisted under the run's (local or shared) directory that `load(folder)` reads
+    """The newest checkpoint folder persisted under the run's (local or shared) directory that `load(folder)` reads
     -> (ray.train.Checkpoint, what load returned), else None.
 
     Why: the reliability suite SIGKILLs one of two distill workers right after they reported a checkpoint.
@@ -150,6 +149,25 @@ def persisted_checkpoint(run_dir, load):
         except Exception as err:  # noqa: BLE001 - any unreadable folder is skipped, with a note
             log.warning("checkpoint %s does not load (%s): trying an older one", folder, err)
     return None
+
+
+def resume_state(checkpoint, run_dir, load, progress):
+    """Where a (re)started Ray Train worker resumes -> (checkpoint, state, source), or (None, None, None).
+
+    The newer, by progress(state) (the epoch or step), of Ray Train's own checkpoint and the newest folder
+    persisted under run_dir (persisted_checkpoint). Why both: a worker killed right after a report can leave
+    that report persisted but never registered by Ray Train V2's controller. Ray Train then hands back the
+    checkpoint before it (or none), and the restart would redo a whole interval more than the kill cost
+    (the reliability suite saw 5 epochs redone with checkpoints every 4). load(folder) -> state."""
+    prior = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            prior = load(Path(d))
+    found = persisted_checkpoint(run_dir, load)
+    if found is not None and (prior is None or progress(found[1]) > progress(prior)):
+        why = "none from Ray Train" if prior is None else f"Ray Train's is at {progress(prior)}"
+        return found[0], found[1], f"{why}; the newest persisted one"
+    return (checkpoint, prior, "Ray Train's checkpoint") if prior is not None else (None, None, None)
 
 
 def local_run_dir(storage_path, name: str) -> str | None:

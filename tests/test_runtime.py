@@ -1,6 +1,7 @@
 """Runtime helpers: free ports, the local Ray start-up's retries, the persisted-checkpoint fallback."""
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +63,42 @@ def test_a_restart_without_a_checkpoint_finds_the_newest_one_that_loads(tmp_path
     (run / "checkpoint_2026-12-03_10-17-00.00").mkdir()  # cut before its state file: skipped
     assert persisted_checkpoint(run, complete_state)[1]["step"] == 12
     assert local_run_dir("s3://bucket/runs", "x") is None and local_run_dir(tmp_path, "x") == str(tmp_path / "x")
+
+
+def test_a_restart_resumes_from_the_newer_of_ray_trains_checkpoint_and_the_newest_persisted(tmp_path):
+    """resume_state: a report persisted but never registered by Ray Train (a worker killed right after it) is
+    newer than what Ray Train hands back, and is where the restart resumes."""
+    import json
+
+    import ray.train
+
+    from gkd.runtime import resume_state
+
+    run = tmp_path / "run"
+
+    def folder(stamp: str, epoch: int):
+        d = run / f"checkpoint_2026-12-03_10-16-{stamp}"
+        d.mkdir(parents=True)
+        (d / "state.json").write_text(json.dumps({"epoch": epoch}))
+        return d
+
+    def load(d):
+        return json.loads((Path(d) / "state.json").read_text())
+
+    def epoch(state):
+        return state["epoch"]
+
+    assert resume_state(None, run, load, epoch) == (None, None, None)  # a first start
+    registered = ray.train.Checkpoint.from_directory(str(folder("09.97", 4)))
+    ckpt, state, source = resume_state(registered, run, load, epoch)
+    assert (ckpt, state["epoch"], source) == (registered, 4, "Ray Train's checkpoint")
+    folder("40.05", 8)  # reported, persisted, never registered
+    ckpt, state, source = resume_state(registered, run, load, epoch)
+    assert state["epoch"] == 8 and ckpt.path.endswith("10-16-40.05") and source.startswith("Ray Train's is at 4")
+    ckpt, state, source = resume_state(None, run, load, epoch)
+    assert state["epoch"] == 8 and source.startswith("none from Ray Train")
+    ckpt, state, _ = resume_state(registered, None, load, epoch)  # URI storage: Ray Train's own only
+    assert (ckpt, state["epoch"]) == (registered, 4)
 
 
 def test_a_local_ray_start_that_times_out_is_retried_then_said_plainly(monkeypatch):

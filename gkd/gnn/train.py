@@ -414,20 +414,13 @@ def train_loop(config: dict) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     inputs = ray.get(config["inputs"])  # zero-copy: the arrays stay in the object store, read-only
-    checkpoint = ray.train.get_checkpoint()
-    prior = None
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            prior = torch.load(Path(d) / STATE_FILE, weights_only=False)
-    else:  # a restart whose checkpoint Ray Train lost track of: the newest one persisted (see persisted_checkpoint)
-        from gkd.runtime import persisted_checkpoint
+    from gkd.runtime import resume_state
 
-        found = persisted_checkpoint(config.get("run_dir"),
-                                     lambda d: torch.load(Path(d) / STATE_FILE, weights_only=False))
-        if found is not None:
-            prior = found[1]
-            log.info("rank %d: no checkpoint from Ray Train; the newest persisted one is at epoch %d", rank,
-                     prior["epoch"])
+    _, prior, source = resume_state(ray.train.get_checkpoint(), config.get("run_dir"),
+                                    lambda d: torch.load(Path(d) / STATE_FILE, weights_only=False),
+                                    lambda state: state["epoch"])
+    if prior is not None and rank == 0:
+        log.info("resuming from %s (epoch %d)", source, prior["epoch"])
 
     def report(metrics: dict, state: dict) -> None:
         if rank != 0:

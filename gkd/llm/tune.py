@@ -318,14 +318,10 @@ def train_loop(config: dict) -> None:
         examples = ray.get(examples)
     steps = total_steps(len(examples), world, config["batch_size"], config["grad_accum"], config["epochs"],
                         config["max_steps"])
-    checkpoint = ray.train.get_checkpoint()
-    prior, source = _read_state(checkpoint), "Ray Train's checkpoint"
-    if checkpoint is None:  # a restart whose checkpoint Ray Train lost track of (gkd.runtime.persisted_checkpoint)
-        from gkd.runtime import persisted_checkpoint
+    from gkd.runtime import resume_state
 
-        found = persisted_checkpoint(config.get("run_dir"), complete_state)
-        if found is not None:
-            (checkpoint, prior), source = found, "none from Ray Train; the newest persisted one"
+    checkpoint, prior, source = resume_state(ray.train.get_checkpoint(), config.get("run_dir"), complete_state,
+                                             lambda state: state["step"])
     start = prior["step"] if prior else 0
     if start:
         log.info("rank %d resumes after step %d (%s)", rank, start, source)
