@@ -512,6 +512,27 @@ def merge_method_runs(prev: dict, runs: list[dict], fields: dict) -> tuple[list[
     return runs, method_fields(runs, at)
 
 
+# what the `share` and `methods` profiles add to a result (run_share, merge_method_runs)
+LLM_RUN_FIELDS = ("share_runs", "llm_share_by_rate", "llm_share_acc_points", "share_wall_s", "method_share_runs",
+                  "llm_share_by_method", "methods_below_vanilla", "methods_share_at", "method_share_rows",
+                  "methods_wall_s")
+
+
+def kept_llm_runs(out: Path, p: dict) -> dict:
+    """A profile without the LLM world (`labels`) rerun into <out>: the LLM-share and method runs already there
+    (the `share`/`methods` profiles' hours of teacher tuning) are kept, not dropped, with where they came from
+    (`llm_runs_from`: their command and time; methods_share_at names their own graph). A profile that measures
+    them itself keeps nothing."""
+    if p["llm"] or p["share_rates"] or p.get("methods_rate") or not Path(out).is_file():
+        return {}
+    prev = json.loads(Path(out).read_text())
+    kept = {k: prev[k] for k in LLM_RUN_FIELDS if k in prev}
+    if not kept:
+        return {}
+    source = prev.get("llm_runs_from") or {"command": prev.get("command"), "measured_at": prev.get("measured_at")}
+    return {**kept, "llm_runs_from": source}
+
+
 def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, argv: list[str] | None = None,
         share_rates: list[int] | None = None, share_teacher_cap: int | None = None,
         share_methods: list[str] | None = None) -> dict:
@@ -625,6 +646,7 @@ def run(profile: str, out: Path, workdir: Path, overrides: list | None = None, a
         "runs": runs, "baseline_runs": base_runs,
         "world_wall_s": round(world_s, 1), "wall_s": round(time.time() - t0, 1),
     }
+    result.update(kept_llm_runs(out, p))
     # written before the label-rate sweep too: a suite stopped during the sweep keeps everything above
     write_result(out, result, "gkd.bench.quality", argv)
 
@@ -691,6 +713,7 @@ def run_share(profile: str, out: Path, workdir: Path, overrides: list | None = N
     if rerun:  # a methods-only run leaves the share runs' own wall time alone
         result["share_wall_s"] = round(time.time() - t0, 1)
     result.setdefault("profile", profile)
+    result.pop("llm_runs_from", None)  # the LLM runs' command is now this one
     if p.get("methods_rate"):
         # the share rates just measured are kept if the methods run is stopped; a methods-only run writes
         # nothing under its own command until it has measured something
@@ -933,6 +956,15 @@ def markdown_section(r: dict, plot) -> list[str]:
     return out
 
 
+def kept_note(r: dict) -> list[str]:
+    """Where the LLM runs of a result came from, when a `labels` rerun kept them (kept_llm_runs)."""
+    src = r.get("llm_runs_from")
+    if not src:
+        return []
+    return [f"Kept from an earlier run when the labels-only profile was rerun into this file: `{src['command']}`, "
+            f"measured {src['measured_at']}.", ""]
+
+
 def share_markdown(r: dict) -> list[str]:
     """The LLM's share table: per rate, the teacher (accuracy, coverage, tuning) beside with - without."""
     from gkd.bench.markdown import num, seconds, table
@@ -947,7 +979,7 @@ def share_markdown(r: dict) -> list[str]:
            "teacher is tuned on that rate's labels only; it teaches on its chosen budget (taught nodes), never on "
            "its own val (calibration) or test (accuracy) nodes; a rate above `--share-teacher-cap` reuses the "
            "cap's teacher, tuned on a subset of that rate's labels. Mean ± std over "
-           f"{any_row['seeds']} seed(s) of the per-seed difference.", ""]
+           f"{any_row['seeds']} seed(s) of the per-seed difference.", ""] + kept_note(r)
     rows = []
     for k, sh in by.items():
         curve = ", ".join(f"{c['val_acc']:.3f} @ {c['minutes']:g} min" for c in sh.get("teacher_curve", [])
@@ -981,6 +1013,9 @@ def methods_markdown(r: dict) -> list[str]:
            f"accuracy on {num(at['test_nodes'])} test nodes: refined (raw in brackets), mean ± std over "
            f"{at['seeds']} seed(s) of the per-seed difference. The teacher is that rate's ({at['teacher_acc']:.3f} "
            f"on its {num(at['teacher_test_nodes'])} test nodes, {num(at['taught_nodes'])} taught nodes).", ""]
+    if at.get("graph_nodes"):
+        out[-2] += f" Graph: {num(at['graph_nodes'])} nodes, {num(at['graph_edges'])} edges."
+    out += kept_note(r)
     if r.get("methods_unfinished"):
         out[-1:] = ["**Unfinished:** the run that wrote this stopped before every GNN and method had run; a cell "
                     "shows only the seeds measured (`seeds` in `llm_share_by_method`).", ""]

@@ -777,6 +777,39 @@ def test_method_share_runs_of_two_invocations_merge_at_the_same_rate():
     assert len(merge_method_runs(prev, second, method_fields(second, {**at, **graph}))[0]) == 6
 
 
+def test_a_labels_rerun_keeps_the_llm_runs_already_in_the_result(tmp_path):
+    """The `labels` profile rerun into a result that holds `share`/`methods` runs (hours of teacher tuning) keeps
+    them, saying where they came from; a profile that measures them itself keeps nothing."""
+    import json
+
+    from gkd.bench.quality import PROFILES, kept_llm_runs
+
+    out = tmp_path / "quality.json"
+    assert kept_llm_runs(out, PROFILES["labels"]) == {}  # nothing there yet
+    prev = {"rows": [{"gnn": "gcn"}], "share_runs": [{"labels_per_class": 20}], "llm_share_acc_points": 1.09,
+            "method_share_runs": [{"gnn": "gat", "method": "kd"}], "methods_share_at": {"graph_nodes": 500},
+            "command": "python -m gkd.bench.quality --profile methods", "measured_at": "2026-12-03T18:54:06+0000"}
+    out.write_text(json.dumps(prev))
+    kept = kept_llm_runs(out, PROFILES["labels"])
+    assert kept == {"share_runs": [{"labels_per_class": 20}], "llm_share_acc_points": 1.09,
+                    "method_share_runs": [{"gnn": "gat", "method": "kd"}], "methods_share_at": {"graph_nodes": 500},
+                    "llm_runs_from": {"command": "python -m gkd.bench.quality --profile methods",
+                                      "measured_at": "2026-12-03T18:54:06+0000"}}
+    # a second labels rerun still names the LLM runs' own command, not the first rerun's
+    out.write_text(json.dumps({**prev, **kept, "command": "python -m gkd.bench.quality --profile labels"}))
+    assert kept_llm_runs(out, PROFILES["labels"])["llm_runs_from"]["command"].endswith("--profile methods")
+    for profile in ("full", "share", "methods"):
+        assert kept_llm_runs(out, PROFILES[profile]) == {}, profile
+    out.write_text(json.dumps({"rows": []}))
+    assert kept_llm_runs(out, PROFILES["labels"]) == {}
+    from gkd.bench.quality import kept_note
+
+    assert kept_note(kept) == ["Kept from an earlier run when the labels-only profile was rerun into this file: "
+                               "`python -m gkd.bench.quality --profile methods`, measured 2026-12-03T18:54:06+0000.",
+                               ""]
+    assert kept_note(prev) == []
+
+
 def test_reliability_section_shows_each_fault_its_counts_and_the_misses(tmp_path):
     r = reliability()
     assert (r["nodes_lost"], r["failed_requests_two_replicas"], r["non_loopback_listeners"],
