@@ -165,8 +165,8 @@ def resume_state(checkpoint, run_dir, load, progress):
             prior = load(Path(d))
     found = persisted_checkpoint(run_dir, load)
     if found is not None and (prior is None or progress(found[1]) > progress(prior)):
-        why = "none from Ray Train" if prior is None else f"Ray Train's is at {progress(prior)}"
-        return found[0], found[1], f"{why}; the newest persisted one"
+        why = "Ray Train had none" if prior is None else f"newer than Ray Train's at {progress(prior)}"
+        return found[0], found[1], f"the newest persisted checkpoint, {why}"
     return (checkpoint, prior, "Ray Train's checkpoint") if prior is not None else (None, None, None)
 
 

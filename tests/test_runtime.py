@@ -94,9 +94,9 @@ def test_a_restart_resumes_from_the_newer_of_ray_trains_checkpoint_and_the_newes
     assert (ckpt, state["epoch"], source) == (registered, 4, "Ray Train's checkpoint")
     folder("40.05", 8)  # reported, persisted, never registered
     ckpt, state, source = resume_state(registered, run, load, epoch)
-    assert state["epoch"] == 8 and ckpt.path.endswith("10-16-40.05") and source.startswith("Ray Train's is at 4")
+    assert state["epoch"] == 8 and ckpt.path.endswith("10-16-40.05") and source == "the newest persisted checkpoint, newer than Ray Train's at 4"
     ckpt, state, source = resume_state(None, run, load, epoch)
-    assert state["epoch"] == 8 and source.startswith("none from Ray Train")
+    assert state["epoch"] == 8 and source == "the newest persisted checkpoint, Ray Train had none"
     ckpt, state, _ = resume_state(registered, None, load, epoch)  # URI storage: Ray Train's own only
     assert (ckpt, state["epoch"]) == (registered, 4)
 

@@ -419,8 +419,8 @@ def train_loop(config: dict) -> None:
     _, prior, source = resume_state(ray.train.get_checkpoint(), config.get("run_dir"),
                                     lambda d: torch.load(Path(d) / STATE_FILE, weights_only=False),
                                     lambda state: state["epoch"])
-    if prior is not None and rank == 0:
-        log.info("resuming from %s (epoch %d)", source, prior["epoch"])
+    if prior is not None and rank == 0 and not source.startswith("Ray Train"):
+        log.info("resuming from %s", source)  # fit() logs the epoch
 
     def report(metrics: dict, state: dict) -> None:
         if rank != 0:
